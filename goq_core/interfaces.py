@@ -1,0 +1,106 @@
+"""The contracts a plugin implements: transport, codec, cipher and store.
+
+These are typing Protocols; a plugin needs no base class, only these methods (see docs/plugins.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from goq_core.messages import Job, Message
+
+DEFAULT_MAX_FRAME = 64 * 1024 * 1024  # bytes; larger frames are refused and counted
+
+
+class ServerEnd(Protocol):
+    """The listening side. Requests come in with a peer handle; each is answered exactly once,
+    later and in any order if need be (held replies)."""
+
+    def recv(self, timeout: float | None) -> tuple[Hashable, bytes] | None:
+        """Wait up to `timeout` seconds (None: forever) for a request; None when none came."""
+
+    def reply(self, peer: Hashable, data: bytes) -> bool:
+        """Answer the request `peer` came with. False when that client is gone (never raises)."""
+
+    def close(self) -> None: ...
+
+
+class ClientEnd(Protocol):
+    """The dialling side: one request at a time, each matched to its own reply."""
+
+    def request(self, data: bytes, timeout: float) -> bytes:
+        """Send `data` and return the reply; TransportTimeout after `timeout` seconds. A late
+        reply to an earlier, timed-out request is never returned for a later one."""
+
+    def close(self) -> None: ...
+
+
+class Transport(Protocol):
+    """A named way to carry frames. Addresses look like tcp://HOST:PORT."""
+
+    name: str
+
+    def listen(self, address: str, max_frame: int = DEFAULT_MAX_FRAME) -> ServerEnd: ...
+
+    def dial(self, address: str, max_frame: int = DEFAULT_MAX_FRAME) -> ClientEnd: ...
+
+
+class Codec(Protocol):
+    """Message <-> bytes, lossless for every field. decode raises CodecError on bad input."""
+
+    name: str
+
+    def encode(self, msg: Message) -> bytes: ...
+
+    def decode(self, data: bytes) -> Message: ...
+
+
+class Cipher(Protocol):
+    """Authenticated encryption of frames. open raises CipherError on any failure."""
+
+    name: str
+
+    def seal(self, plaintext: bytes, aad: bytes) -> bytes: ...
+
+    def open(self, sealed: bytes, aad: bytes) -> bytes: ...
+
+
+class CipherFactory(Protocol):
+    """Makes a cipher for a 32-byte key."""
+
+    def __call__(self, key: bytes) -> Cipher: ...
+
+
+@dataclass(slots=True)
+class StoredState:
+    """What a store gives back at start: every job not yet ended (in submit order) and the
+    counters (including nextJobId)."""
+
+    jobs: list[Job] = field(default_factory=list)
+    counters: dict[str, int] = field(default_factory=dict)
+
+
+class Store(Protocol):
+    """The durable record of jobs and counters."""
+
+    name: str
+
+    def load(self) -> StoredState:
+        """Everything needed to rebuild the queues. Raises StoreError if the store is corrupt."""
+
+    def save(self, jobs: Sequence[Job], counters: dict[str, int]) -> None:
+        """Upsert these jobs (by jobid) and set these counters, all in one transaction, and
+        return only once it is durable."""
+
+    def get_job(self, jobid: int) -> Job | None:
+        """The stored record of one job, ended or not (for wait and history)."""
+
+    def close(self) -> None: ...
+
+
+class StoreFactory(Protocol):
+    """Opens (creating if allowed) a store kept in directory `path`."""
+
+    def __call__(self, path: str, create: bool) -> Store: ...

@@ -1,0 +1,95 @@
+"""The one in-memory message type that every role sends and every codec encodes.
+
+`Message` is flat on purpose: each kind uses a few of its fields and leaves the rest at their
+defaults, so a codec has exactly one shape to get right (see docs/architecture.md for who uses what).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+
+class Kind(IntEnum):
+    """What a message asks or answers. Requests go to the server; every request gets one reply."""
+
+    # requests (client or worker -> server)
+    SUBMIT = 1  # jobs: the jobs to add (ids unset); reply SUBMITTED
+    REQUEST_WORK = 2  # workerid, host, wait_ms; reply JOB, NOTHING_YET or EXIT
+    HEARTBEAT = 3  # workerid, jobid, attempt, wait_ms; reply ALIVE, KILL or EXIT (held until then)
+    OUTPUT = 4  # workerid, jobid, attempt, offset, data: a chunk of a job's output; reply ACK
+    RESULT = 5  # workerid, jobs=[job with its outcome], data: last output chunk; reply ACK/JOB...
+    CANCEL = 6  # jobid; reply ACK (text says what happened) or NOT_KNOWN
+    WAIT = 7  # jobid, wait_ms; reply FINISHED, NOT_KNOWN or NOTHING_YET (held until then)
+    STAT = 8  # count: how many jobs to list; reply STATUS
+    SHUTDOWN = 9  # reply ACK, then the server stops
+    IMMOLATE = 10  # reply ACK (count: workers told)
+
+    # replies (server -> client or worker)
+    SUBMITTED = 20  # jobid: first new id, count: how many (ids are consecutive)
+    JOB = 21  # jobs=[the job to run], attempt
+    NOTHING_YET = 22  # a held request timed out: ask again
+    ALIVE = 23  # heartbeat acknowledged: keep running
+    KILL = 24  # kill the job (cancelled, or this attempt is no longer current)
+    EXIT = 25  # worker: exit now (immolate)
+    ACK = 26  # request done; text may say more
+    FINISHED = 27  # jobs=[the finished job with its outcome]
+    NOT_KNOWN = 28  # jobid is not a job this server knows
+    STATUS = 29  # counters, jobs (running then waiting, by state)
+    GOING_AWAY = 30  # the server is shutting down: ask again later
+    ERROR = 31  # text: why the request was refused
+
+
+class JobState(IntEnum):
+    """Where a job is in its lifecycle (see goq_core.kernel.lifecycle for the transitions)."""
+
+    NEW = 0
+    WAITING = 1
+    RUNNING = 2
+    FINISHED = 3
+    CANCELLED = 4
+
+
+@dataclass(slots=True)
+class Job:
+    """A job: what to run and where, and, once run, how it went."""
+
+    jobid: int = 0
+    cmd: str = ""
+    args: list[str] = field(default_factory=list)
+    shell: bool = False  # run cmd as a /bin/sh -c line
+    dir: str = ""  # submit directory
+    env: list[str] = field(default_factory=list)  # "NAME=value" entries
+    host: str = ""  # submit host
+    user: str = ""  # submitting user
+    state: JobState = JobState.NEW
+    attempt: int = 0  # 1 for the first run; +1 at each requeue
+    workerid: str = ""
+    workerhost: str = ""
+    pid: int = 0
+    exit_status: int = 0  # exit code, or -N for a signal N
+    submit_ns: int = 0
+    start_ns: int = 0
+    end_ns: int = 0
+    out_bytes: int = 0  # size of the whole output
+
+
+@dataclass(slots=True)
+class Message:
+    """One request or reply. `nonce` and `sendtime_ns` are stamped by the sender's runtime."""
+
+    kind: Kind
+    nonce: bytes = b""  # random, unique per message (replay guard)
+    sendtime_ns: int = 0  # sender's wall clock, ns since the epoch (replay guard)
+    reply_to: bytes = b""  # on a reply: the nonce of the request it answers
+    workerid: str = ""
+    host: str = ""
+    jobid: int = 0
+    attempt: int = 0
+    count: int = 0
+    wait_ms: int = 0  # how long the sender will wait for a held reply
+    offset: int = 0  # byte offset of `data` within a job's output
+    data: bytes = b""  # a chunk of job output
+    text: str = ""
+    jobs: list[Job] = field(default_factory=list)
+    counters: dict[str, int] = field(default_factory=dict)

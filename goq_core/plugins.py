@@ -1,0 +1,99 @@
+"""The plugin manager: loads third-party plugins from the ``goq`` entry-point group, then the
+built-ins exactly the same way, and looks up transports, codecs, ciphers and stores by name.
+
+``GOQ_LOAD_PLUGINS`` (comma-separated entry-point names, empty for none) limits which
+third-party plugins load: useful in tests and for a fast CLI start.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable
+from typing import Any
+
+import pluggy
+
+from goq_core import hookspecs
+from goq_core.errors import PluginNotFound
+from goq_core.interfaces import Cipher, Codec, Store, Transport
+
+DEFAULT_PLUGINS: tuple[str, ...] = (
+    "goq_transports.plugin",
+    "goq_codecs.plugin",
+    "goq_core.stores.plugin",
+)
+
+_KINDS = ("transport", "codec", "cipher", "store")
+
+
+def make_plugin_manager(load_entrypoints: bool = True) -> pluggy.PluginManager:
+    """A fresh plugin manager with the third-party (entry point) and built-in plugins."""
+    pm = pluggy.PluginManager("goq")
+    pm.add_hookspecs(hookspecs)
+    if load_entrypoints:
+        wanted = os.environ.get("GOQ_LOAD_PLUGINS")
+        if wanted is None:
+            pm.load_setuptools_entrypoints("goq")
+        else:
+            for name in filter(None, (n.strip() for n in wanted.split(","))):
+                pm.load_setuptools_entrypoints("goq", name=name)
+    for modname in DEFAULT_PLUGINS:
+        mod = importlib.import_module(modname)
+        if not pm.is_registered(mod):
+            pm.register(mod, name=modname)
+    return pm
+
+
+class Plugins:
+    """Name -> implementation lookups over one plugin manager. Factories run at most once each
+    (transports, codecs, stores' factories are cached; ciphers are made per key)."""
+
+    def __init__(self, pm: pluggy.PluginManager | None = None) -> None:
+        self.pm = pm if pm is not None else make_plugin_manager()
+        self._factories: dict[str, dict[str, Callable[..., Any]]] = {}
+        self._made: dict[tuple[str, str], Any] = {}
+
+    def factories(self, kind: str) -> dict[str, Callable[..., Any]]:
+        """Every registered factory of one kind ("transport", "codec", "cipher", "store")."""
+        if kind not in _KINDS:
+            raise ValueError(f"unknown plugin kind {kind!r}")
+        found = self._factories.get(kind)
+        if found is None:
+            found = {}
+
+            def register(name: str, factory: Callable[..., Any]) -> None:
+                found[name] = factory
+
+            getattr(self.pm.hook, f"goq_register_{kind}s")(register=register)
+            self._factories[kind] = found
+        return found
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(self.factories(kind))
+
+    def _factory(self, kind: str, name: str) -> Callable[..., Any]:
+        table = self.factories(kind)
+        try:
+            return table[name]
+        except KeyError:
+            available = ", ".join(sorted(table)) or "none"
+            raise PluginNotFound(f"no {kind} named {name!r}; available: {available}") from None
+
+    def _cached(self, kind: str, name: str, *args: Any) -> Any:
+        key = (kind, name)
+        if key not in self._made:
+            self._made[key] = self._factory(kind, name)(*args)
+        return self._made[key]
+
+    def transport(self, name: str) -> Transport:
+        return self._cached("transport", name)
+
+    def codec(self, name: str) -> Codec:
+        return self._cached("codec", name)
+
+    def cipher(self, name: str, key: bytes) -> Cipher:
+        return self._factory("cipher", name)(key)
+
+    def store(self, name: str, path: str, create: bool = True) -> Store:
+        return self._factory("store", name)(path, create)
