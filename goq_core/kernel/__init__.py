@@ -1,0 +1,31 @@
+"""The pure scheduling kernel: job lifecycle, queues, heartbeats, requeue and replay guard.
+
+Inputs are messages and times; outputs are actions. See kernel.py for the rules.
+"""
+
+from goq_core.kernel.actions import (
+    Action,
+    Notify,
+    Reply,
+    ReplyStoredJob,
+    Save,
+    Stop,
+    WriteOutput,
+)
+from goq_core.kernel.kernel import Kernel, KernelConfig
+from goq_core.kernel.lifecycle import IllegalTransition
+from goq_core.kernel.replay import ReplayGuard
+
+__all__ = [
+    "Action",
+    "IllegalTransition",
+    "Kernel",
+    "KernelConfig",
+    "Notify",
+    "ReplayGuard",
+    "Reply",
+    "ReplyStoredJob",
+    "Save",
+    "Stop",
+    "WriteOutput",
+]

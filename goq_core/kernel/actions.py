@@ -1,0 +1,62 @@
+"""What the kernel asks its runtime to do. The runtime performs, for each batch of inputs:
+first every Save (one store transaction), then every WriteOutput, then every Reply and Notify.
+
+A reply is sent only after the store commit, so an acknowledged job is a durable job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from dataclasses import dataclass
+
+from goq_core.messages import Job, Message
+
+
+@dataclass(slots=True)
+class Reply:
+    """Send `msg` as the answer to the request that came with `peer`."""
+
+    peer: Hashable
+    msg: Message
+
+
+@dataclass(slots=True)
+class ReplyStoredJob:
+    """Answer a WAIT about a job that ended too long ago to be in memory: look it up in the store
+    and reply FINISHED with it (or NOT_KNOWN if the store has no such job)."""
+
+    peer: Hashable
+    reply_to: bytes
+    jobid: int
+
+
+@dataclass(slots=True)
+class Save:
+    """Make this job's current record durable (upsert by jobid)."""
+
+    job: Job
+
+
+@dataclass(slots=True)
+class WriteOutput:
+    """Write `data` at `offset` of the output file of `job` (offset 0 starts the file afresh)."""
+
+    job: Job
+    offset: int
+    data: bytes
+
+
+@dataclass(slots=True)
+class Notify:
+    """Tell the plugins an event happened: "submitted", "started" or "finished"."""
+
+    event: str
+    job: Job
+
+
+@dataclass(slots=True)
+class Stop:
+    """Stop serving once this batch's actions are done (shutdown)."""
+
+
+Action = Reply | ReplyStoredJob | Save | WriteOutput | Notify | Stop

@@ -1,0 +1,572 @@
+"""The scheduling kernel: every decision the server makes, as a pure function of its inputs.
+
+Rules of this file:
+- Inputs are `handle(msg, peer, now)` (an authenticated, decoded request) and `tick(now)` (time
+  passed); outputs are lists of actions (goq_core.kernel.actions). Nothing here touches a socket,
+  clock, file, thread or random source: ids come from the counter, nonces and times from outside.
+- It does not know how bytes travel. `peer` is an opaque handle the runtime gave us; a reply to it
+  may be deferred ("held") and is always given exactly once: by an event, or with NOTHING_YET
+  (or ALIVE) when the hold's deadline passes.
+- Job states change only through lifecycle.advance (the table in lifecycle.py).
+
+Theory of operation (design.md §3):
+- SUBMIT puts jobs at the tail of `waiting`. REQUEST_WORK from a worker is held in `idle` until a
+  job exists. `_dispatch` pairs the oldest waiting job with the longest-idle worker at once.
+- A busy worker long-polls with HEARTBEAT; its hold is where KILL (cancel) or EXIT (immolate) is
+  delivered at once. A busy worker not heard from for 2 heartbeats is dead: its job goes back to
+  the head of `waiting`, to run again as a new attempt.
+- RESULT ends the job if it is for the job's current attempt, else it is counted stale and changes
+  nothing. So every job ends exactly once in the record.
+- WAIT is held until the job ends. STAT answers at once. SHUTDOWN answers every hold GOING_AWAY.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import OrderedDict
+from collections.abc import Hashable, Iterable
+from dataclasses import dataclass, field, replace
+from itertools import count, islice
+
+from goq_core.kernel.actions import (
+    Action,
+    Notify,
+    Reply,
+    ReplyStoredJob,
+    Save,
+    Stop,
+    WriteOutput,
+)
+from goq_core.kernel.lifecycle import NEW, RUNNING, WAITING, advance
+from goq_core.kernel.replay import ReplayGuard
+from goq_core.messages import Job, Kind, Message
+from goq_core.wire import REPLAY
+
+_NS = 1_000_000_000
+_ENV_INTERN_LIMIT = 4096
+_NEVER = float("inf")
+
+
+@dataclass(slots=True)
+class KernelConfig:
+    heartbeat_sec: float = 5.0
+    max_hold_sec: float = 5.0  # longest a request is held before NOTHING_YET / ALIVE
+    skew_sec: float = 30.0  # replay guard window
+    max_nonces: int = 1_000_000
+    ended_ring: int = 1000  # ended jobs kept in memory for stat and wait
+
+
+@dataclass(slots=True)
+class Held:
+    """A request whose reply is deferred."""
+
+    peer: Hashable
+    reply_to: bytes
+    kind: Kind  # what was asked: REQUEST_WORK, HEARTBEAT or WAIT
+    deadline: float
+    jobid: int = 0  # WAIT, HEARTBEAT: the job it is about
+    workerid: str = ""  # REQUEST_WORK, HEARTBEAT: who asked
+    answered: bool = False
+
+
+@dataclass(slots=True)
+class Worker:
+    workerid: str
+    host: str
+    last_heard: float
+    jobid: int = 0  # the job it is running, 0 when idle
+    attempt: int = 0
+    held: Held | None = None
+    doomed: bool = False  # immolated: tell it EXIT at next contact
+    check_at: float = _NEVER  # when its pending liveness timer fires
+
+
+@dataclass(slots=True)
+class Counters:
+    finished: int = 0
+    cancelled: int = 0
+    requeued: int = 0
+    stale_results: int = 0
+    stale_output: int = 0
+    drops: dict[str, int] = field(default_factory=dict)
+
+
+class Kernel:
+    def __init__(self, config: KernelConfig | None = None) -> None:
+        self.config = config or KernelConfig()
+        self.next_jobid = 1
+        self.live: dict[int, Job] = {}  # every job not ended, by id
+        self.waiting: OrderedDict[int, Job] = OrderedDict()  # oldest first
+        self.running: dict[int, Job] = {}
+        self.workers: dict[str, Worker] = {}
+        self.idle: OrderedDict[str, Worker] = OrderedDict()  # workers holding REQUEST_WORK
+        self.waiters: dict[int, list[Held]] = {}
+        self.ended: OrderedDict[int, Job] = OrderedDict()  # the last few ended jobs
+        self.counters = Counters()
+        self.replay = ReplayGuard(self.config.skew_sec, self.config.max_nonces)
+        self.stopping = False
+        self._timers: list[tuple[float, int, Held | Worker]] = []
+        self._seq = count()
+        self._envs: dict[tuple[str, ...], list[str]] = {}
+
+    # ----------------------------------------------------------------- restore and durable state
+
+    def restore(self, jobs: Iterable[Job], counters: dict[str, int], now: float) -> None:
+        """Rebuild the queues from the store at start: waiting jobs wait again in order; running
+        jobs stay running, their workers given 2 heartbeats from now to report."""
+        c = self.counters
+        self.next_jobid = max(self.next_jobid, counters.get("nextJobId", 1))
+        c.finished = counters.get("finishedJobsCount", 0)
+        c.cancelled = counters.get("cancelledJobsCount", 0)
+        c.requeued = counters.get("requeuedJobsCount", 0)
+        for job in jobs:
+            job.env = self._intern_env(job.env)
+            self.next_jobid = max(self.next_jobid, job.jobid + 1)
+            self.live[job.jobid] = job
+            if job.state == RUNNING:
+                self.running[job.jobid] = job
+                worker = self._worker(job.workerid, job.workerhost, now)
+                worker.jobid, worker.attempt = job.jobid, job.attempt
+                self._watch(worker, now)
+            else:
+                self.waiting[job.jobid] = job
+
+    def durable_counters(self) -> dict[str, int]:
+        """The counters the store keeps (saved with each batch of job records)."""
+        c = self.counters
+        return {
+            "nextJobId": self.next_jobid,
+            "finishedJobsCount": c.finished,
+            "cancelledJobsCount": c.cancelled,
+            "requeuedJobsCount": c.requeued,
+        }
+
+    # ----------------------------------------------------------------------------- inputs
+
+    def handle(self, msg: Message, peer: Hashable, now: float) -> list[Action]:
+        """Process one authenticated request; return what to do."""
+        out: list[Action] = []
+        if not self.replay.admit(msg.nonce, msg.sendtime_ns, int(now * _NS)):
+            self.note_drop(REPLAY)
+            text = "message dropped: replayed, or sent more than the allowed clock skew away"
+            out.append(Reply(peer, Message(Kind.ERROR, reply_to=msg.nonce, text=text)))
+            return out
+        if self.stopping:
+            out.append(Reply(peer, Message(Kind.GOING_AWAY, reply_to=msg.nonce)))
+            return out
+        handler = self._handlers.get(msg.kind)
+        if handler is None:
+            text = f"{msg.kind.name} is not a request"
+            out.append(Reply(peer, Message(Kind.ERROR, reply_to=msg.nonce, text=text)))
+            return out
+        handler(self, msg, peer, now, out)
+        return out
+
+    def tick(self, now: float) -> list[Action]:
+        """Time has passed: answer expired holds, requeue the jobs of dead workers."""
+        out: list[Action] = []
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            at, _, item = heapq.heappop(timers)
+            if isinstance(item, Held):
+                if not item.answered:
+                    self._expire(item, out)
+            elif item.check_at == at:  # else a later timer superseded this one
+                self._check_alive(item, now, out)
+        return out
+
+    def next_deadline(self) -> float | None:
+        """When tick should next be called (None: only when a message comes)."""
+        return self._timers[0][0] if self._timers else None
+
+    def note_drop(self, reason: str) -> None:
+        """Count a frame the runtime dropped before it reached us (bad seal, garbage...)."""
+        drops = self.counters.drops
+        drops[reason] = drops.get(reason, 0) + 1
+
+    # ----------------------------------------------------------------------------- requests
+
+    def _on_submit(self, msg: Message, peer: Hashable, now: float, out: list[Action]) -> None:
+        if not msg.jobs:
+            out.append(Reply(peer, Message(Kind.ERROR, reply_to=msg.nonce, text="no job given")))
+            return
+        first = self.next_jobid
+        env: list[str] = []
+        now_ns = int(now * _NS)
+        for job in msg.jobs:
+            if not job.cmd:
+                text = "refused: a job has an empty command"
+                out.append(Reply(peer, Message(Kind.ERROR, reply_to=msg.nonce, text=text)))
+                return
+        for job in msg.jobs:  # a job with no env inherits the one before it (batches share one)
+            env = self._intern_env(job.env) if job.env else env
+            job.env = env
+            job.jobid = self.next_jobid
+            self.next_jobid += 1
+            job.state = NEW  # whatever the client said
+            job.attempt = 0
+            job.workerid = ""
+            job.submit_ns = now_ns
+            advance(job, "submit")
+            self.live[job.jobid] = job
+            self.waiting[job.jobid] = job
+            out.append(Save(job))
+            out.append(Notify("submitted", job))
+        reply = Message(Kind.SUBMITTED, reply_to=msg.nonce, jobid=first, count=len(msg.jobs))
+        out.append(Reply(peer, reply))
+        self._dispatch(now, out)
+
+    def _on_request_work(self, msg: Message, peer: Hashable, now: float, out: list[Action]) -> None:
+        worker = self._worker(msg.workerid, msg.host, now)
+        if worker.doomed:
+            self._exit(worker, peer, msg.nonce, out)
+            return
+        if worker.jobid:  # it says it is idle, so the job it had is not running there
+            self._requeue(worker, now, out)
+        self._release_hold(worker, out)
+        held = self._hold(peer, msg, Kind.REQUEST_WORK, now)
+        held.workerid = worker.workerid
+        worker.held = held
+        self.idle[worker.workerid] = worker
+        self._dispatch(now, out)
+
+    def _on_heartbeat(self, msg: Message, peer: Hashable, now: float, out: list[Action]) -> None:
+        worker = self._worker(msg.workerid, msg.host, now)
+        if worker.doomed:
+            self._exit(worker, peer, msg.nonce, out)
+            return
+        job = self.running.get(msg.jobid)
+        if job is None or job.attempt != msg.attempt or job.workerid != worker.workerid:
+            # cancelled, requeued after a missed heartbeat, or not this worker's: stop running it
+            out.append(Reply(peer, Message(Kind.KILL, reply_to=msg.nonce, jobid=msg.jobid)))
+            return
+        if worker.jobid != job.jobid:  # e.g. after a server restart, it tells us what it runs
+            worker.jobid, worker.attempt = job.jobid, job.attempt
+            self._watch(worker, now)
+        self._release_hold(worker, out)
+        held = self._hold(peer, msg, Kind.HEARTBEAT, now)
+        held.jobid, held.workerid = job.jobid, worker.workerid
+        worker.held = held
+
+    def _on_output(self, msg: Message, peer: Hashable, now: float, out: list[Action]) -> None:
+        worker = self._worker(msg.workerid, msg.host, now)
+        job = self._current_run(msg, worker)
+        if job is None:
+            self.counters.stale_output += 1
+            out.append(Reply(peer, Message(Kind.ACK, reply_to=msg.nonce, text="stale")))
+            return
+        out.append(WriteOutput(job, msg.offset, msg.data))
+        out.append(Reply(peer, Message(Kind.ACK, reply_to=msg.nonce)))
+
+    def _on_result(self, msg: Message, peer: Hashable, now: float, out: list[Action]) -> None:
+        worker = self._worker(msg.workerid, msg.host, now)
+        job = self._current_run(msg, worker)
+        if job is None or not msg.jobs:
+            self.counters.stale_results += 1
+        else:
+            outcome = msg.jobs[0]
+            if msg.data or msg.offset == 0:
+                out.append(WriteOutput(job, msg.offset, msg.data))
+            job.pid = outcome.pid
+            job.exit_status = outcome.exit_status
+            job.start_ns = outcome.start_ns
+            job.end_ns = outcome.end_ns
+            job.out_bytes = outcome.out_bytes
+            job.workerhost = worker.host
+            del self.running[job.jobid]
+            self._end(job, "finish", out)
+        if worker.jobid == msg.jobid:
+            worker.jobid = worker.attempt = 0
+        self._release_hold(worker, out, Kind.ACK)
+        if msg.wait_ms > 0:  # and it wants more work: same as REQUEST_WORK
+            self._on_request_work(msg, peer, now, out)
+        else:
+            out.append(Reply(peer, Message(Kind.ACK, reply_to=msg.nonce)))
+
+    def _on_cancel(self, msg: Message, peer: Hashable, now: float, out: list[Action]) -> None:
+        jobid = msg.jobid
+        job = self.live.get(jobid)
+        if job is None:
+            self._about_ended(msg, peer, out, "job %d has already ended")
+            return
+        if job.state == WAITING:
+            del self.waiting[jobid]
+            text = f"cancelled waiting job {jobid}"
+        else:
+            del self.running[jobid]
+            worker = self.workers.get(job.workerid)
+            if worker is not None and worker.held is not None and worker.held.jobid == jobid:
+                self._answer(worker.held, Message(Kind.KILL, jobid=jobid), out)
+                worker.held = None
+            text = f"cancelled running job {jobid}; its worker is killing it"
+        job.end_ns = int(now * _NS)
+        self._end(job, "cancel", out)
+        out.append(Reply(peer, Message(Kind.ACK, reply_to=msg.nonce, jobid=jobid, text=text)))
+
+    def _on_wait(self, msg: Message, peer: Hashable, now: float, out: list[Action]) -> None:
+        jobid = msg.jobid
+        if jobid in self.live:
+            held = self._hold(peer, msg, Kind.WAIT, now)
+            held.jobid = jobid
+            self.waiters.setdefault(jobid, []).append(held)
+            return
+        self._about_ended(msg, peer, out, None)
+
+    def _on_stat(self, msg: Message, peer: Hashable, now: float, out: list[Action]) -> None:
+        n = msg.count if msg.count > 0 else 10
+        listed = [_brief(j) for j in islice(self.running.values(), n)]
+        listed += [_brief(j) for j in islice(self.waiting.values(), n)]
+        reply = Message(Kind.STATUS, reply_to=msg.nonce, jobs=listed, counters=self.stat_counters())
+        out.append(Reply(peer, reply))
+
+    def _on_shutdown(self, msg: Message, peer: Hashable, now: float, out: list[Action]) -> None:
+        self.stopping = True
+        for _, _, item in self._timers:
+            if isinstance(item, Held) and not item.answered:
+                self._answer(item, Message(Kind.GOING_AWAY), out)
+        self.idle.clear()
+        for worker in self.workers.values():
+            worker.held = None
+        self.waiters.clear()
+        self._timers.clear()
+        out.append(Reply(peer, Message(Kind.ACK, reply_to=msg.nonce, text="server stopping")))
+        out.append(Stop())
+
+    def _on_immolate(self, msg: Message, peer: Hashable, now: float, out: list[Action]) -> None:
+        told = 0
+        for worker in list(self.workers.values()):
+            worker.doomed = True
+            if worker.jobid:
+                self._requeue(worker, now, out)
+            if worker.held is not None:
+                self._exit(worker, None, b"", out)
+                told += 1
+        self.idle.clear()
+        text = f"told {told} waiting worker(s) to exit; busy ones exit at their next heartbeat"
+        out.append(Reply(peer, Message(Kind.ACK, reply_to=msg.nonce, count=told, text=text)))
+        self._dispatch(now, out)
+
+    _handlers = {
+        Kind.SUBMIT: _on_submit,
+        Kind.REQUEST_WORK: _on_request_work,
+        Kind.HEARTBEAT: _on_heartbeat,
+        Kind.OUTPUT: _on_output,
+        Kind.RESULT: _on_result,
+        Kind.CANCEL: _on_cancel,
+        Kind.WAIT: _on_wait,
+        Kind.STAT: _on_stat,
+        Kind.SHUTDOWN: _on_shutdown,
+        Kind.IMMOLATE: _on_immolate,
+    }
+
+    # ----------------------------------------------------------------------------- decisions
+
+    def _dispatch(self, now: float, out: list[Action]) -> None:
+        """While a job and a worker both wait: oldest job to longest-waiting worker, now."""
+        waiting, idle = self.waiting, self.idle
+        while waiting and idle:
+            _, worker = idle.popitem(last=False)
+            _, job = waiting.popitem(last=False)
+            advance(job, "dispatch")
+            job.attempt += 1
+            job.workerid = worker.workerid
+            job.workerhost = worker.host
+            job.start_ns = int(now * _NS)
+            self.running[job.jobid] = job
+            worker.jobid, worker.attempt = job.jobid, job.attempt
+            held, worker.held = worker.held, None
+            assert held is not None
+            self._answer(
+                held, Message(Kind.JOB, jobid=job.jobid, attempt=job.attempt, jobs=[job]), out
+            )
+            self._watch(worker, now)
+            out.append(Save(job))
+            out.append(Notify("started", job))
+
+    def _requeue(self, worker: Worker, now: float, out: list[Action]) -> None:
+        """The worker's job is not running any more (worker dead, idle, or immolated): put it at
+        the head of the queue for a new attempt."""
+        job = self.running.pop(worker.jobid, None)
+        worker.jobid = worker.attempt = 0
+        if job is None:  # ended meanwhile (cancelled)
+            return
+        advance(job, "requeue")
+        job.workerid = ""
+        self.counters.requeued += 1
+        self.waiting[job.jobid] = job
+        self.waiting.move_to_end(job.jobid, last=False)
+        out.append(Save(job))
+
+    def _end(self, job: Job, event: str, out: list[Action]) -> None:
+        """Record the job's end, exactly once, and answer everyone waiting for it."""
+        advance(job, event)
+        del self.live[job.jobid]
+        if event == "finish":
+            self.counters.finished += 1
+        else:
+            self.counters.cancelled += 1
+        self.ended[job.jobid] = job
+        if len(self.ended) > self.config.ended_ring:
+            self.ended.popitem(last=False)
+        out.append(Save(job))
+        out.append(Notify("finished", job))
+        for held in self.waiters.pop(job.jobid, ()):
+            self._answer(held, Message(Kind.FINISHED, jobid=job.jobid, jobs=[_brief(job)]), out)
+
+    def _check_alive(self, worker: Worker, now: float, out: list[Action]) -> None:
+        """A liveness timer fired: requeue a silent busy worker's job; forget silent workers."""
+        worker.check_at = _NEVER
+        if self.workers.get(worker.workerid) is not worker:
+            return
+        limit = 2 * self.config.heartbeat_sec
+        if not worker.jobid:
+            limit += self.config.max_hold_sec  # idle workers re-ask once per hold
+        if worker.last_heard + limit > now:
+            self._watch(worker, now)
+            return
+        if worker.jobid:
+            self._requeue(worker, now, out)
+        if worker.held is not None:
+            worker.held.answered = True  # nobody is listening any more
+        self.idle.pop(worker.workerid, None)
+        del self.workers[worker.workerid]
+        self._dispatch(now, out)
+
+    # ----------------------------------------------------------------------------- helpers
+
+    def _worker(self, workerid: str, host: str, now: float) -> Worker:
+        worker = self.workers.get(workerid)
+        if worker is None:
+            worker = Worker(workerid, host, now)
+            self.workers[workerid] = worker
+        worker.last_heard = now
+        if worker.check_at == _NEVER:
+            self._watch(worker, now)
+        return worker
+
+    def _watch(self, worker: Worker, now: float) -> None:
+        """Make sure a liveness check fires when the worker's silence would make it dead."""
+        limit = 2 * self.config.heartbeat_sec + (0 if worker.jobid else self.config.max_hold_sec)
+        at = worker.last_heard + limit
+        if at < worker.check_at:
+            worker.check_at = at
+            heapq.heappush(self._timers, (at, next(self._seq), worker))
+
+    def _hold(self, peer: Hashable, msg: Message, kind: Kind, now: float) -> Held:
+        wait = min(msg.wait_ms / 1000, self.config.max_hold_sec) if msg.wait_ms > 0 else 0.0
+        held = Held(peer, msg.nonce, kind, now + wait)
+        heapq.heappush(self._timers, (held.deadline, next(self._seq), held))
+        return held
+
+    def _answer(self, held: Held, msg: Message, out: list[Action]) -> None:
+        held.answered = True
+        msg.reply_to = held.reply_to
+        out.append(Reply(held.peer, msg))
+
+    def _expire(self, held: Held, out: list[Action]) -> None:
+        """A hold's time is up: tell the asker to ask again."""
+        if held.kind != Kind.WAIT:
+            worker = self.workers.get(held.workerid)
+            if worker is not None and worker.held is held:
+                worker.held = None
+                self.idle.pop(held.workerid, None)
+            reply = Kind.NOTHING_YET if held.kind == Kind.REQUEST_WORK else Kind.ALIVE
+            self._answer(held, Message(reply, jobid=held.jobid), out)
+        else:
+            waiters = self.waiters.get(held.jobid)
+            if waiters is not None:
+                waiters.remove(held)
+                if not waiters:
+                    del self.waiters[held.jobid]
+            self._answer(held, Message(Kind.NOTHING_YET, jobid=held.jobid), out)
+
+    def _release_hold(
+        self, worker: Worker, out: list[Action], kind: Kind = Kind.NOTHING_YET
+    ) -> None:
+        """A worker asked anew: answer its previous held request, if any."""
+        held = worker.held
+        if held is not None:
+            worker.held = None
+            self.idle.pop(worker.workerid, None)
+            if not held.answered:
+                self._answer(held, Message(kind), out)
+
+    def _exit(
+        self, worker: Worker, peer: Hashable | None, reply_to: bytes, out: list[Action]
+    ) -> None:
+        """Tell an immolated worker to exit (on its held request, or on this one) and forget it."""
+        if worker.held is not None:
+            if not worker.held.answered:
+                self._answer(worker.held, Message(Kind.EXIT), out)
+            worker.held = None
+        if peer is not None:
+            out.append(Reply(peer, Message(Kind.EXIT, reply_to=reply_to)))
+        self.idle.pop(worker.workerid, None)
+        self.workers.pop(worker.workerid, None)
+
+    def _current_run(self, msg: Message, worker: Worker) -> Job | None:
+        """The running job this message reports on, if it is about the current attempt."""
+        job = self.running.get(msg.jobid)
+        if job is None or job.attempt != msg.attempt or job.workerid != worker.workerid:
+            return None
+        return job
+
+    def _about_ended(
+        self, msg: Message, peer: Hashable, out: list[Action], fmt: str | None
+    ) -> None:
+        """Answer a CANCEL or WAIT about a job that is not live: ended, or never existed."""
+        jobid = msg.jobid
+        job = self.ended.get(jobid)
+        if not 0 < jobid < self.next_jobid:
+            text = f"job {jobid} is not known to this server"
+            out.append(
+                Reply(peer, Message(Kind.NOT_KNOWN, reply_to=msg.nonce, jobid=jobid, text=text))
+            )
+        elif fmt is not None:
+            out.append(
+                Reply(peer, Message(Kind.ACK, reply_to=msg.nonce, jobid=jobid, text=fmt % jobid))
+            )
+        elif job is not None:
+            out.append(
+                Reply(
+                    peer,
+                    Message(Kind.FINISHED, reply_to=msg.nonce, jobid=jobid, jobs=[_brief(job)]),
+                )
+            )
+        else:
+            out.append(ReplyStoredJob(peer, msg.nonce, jobid))
+
+    def _intern_env(self, env: list[str]) -> list[str]:
+        """Share one list between jobs with the same environment (bounded table)."""
+        key = tuple(env)
+        found = self._envs.get(key)
+        if found is None:
+            if len(self._envs) >= _ENV_INTERN_LIMIT:
+                self._envs.clear()
+            self._envs[key] = found = env
+        return found
+
+    # ----------------------------------------------------------------------------- views
+
+    def stat_counters(self) -> dict[str, int]:
+        c = self.counters
+        counters = {
+            "runQlen": len(self.running),
+            "waitingJobs": len(self.waiting),
+            "waitingWorkers": len(self.idle),
+            "knownWorkers": len(self.workers),
+            "finishedJobsCount": c.finished,
+            "cancelledJobsCount": c.cancelled,
+            "requeuedJobsCount": c.requeued,
+            "staleResultCount": c.stale_results,
+            "staleOutputCount": c.stale_output,
+            "nextJobId": self.next_jobid,
+            "waiters": sum(len(w) for w in self.waiters.values()),
+        }
+        counters.update(c.drops)
+        return counters
+
+
+def _brief(job: Job) -> Job:
+    """A copy of a job fit for stat and wait replies: everything but its environment."""
+    return replace(job, env=[])
