@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import time
 
+from goq_core.drops import BAD_CODEC, BAD_SIG, GARBAGE, MISMATCH, TOO_BIG
 from goq_core.errors import BadFrame, CipherError, CodecError
 from goq_core.interfaces import DEFAULT_MAX_FRAME, Cipher, Codec
 from goq_core.messages import Message
@@ -20,15 +21,6 @@ VERSION = 1
 _MSG = ord("M")
 _ERR = ord("E")
 _ERR_HEADER = MAGIC + bytes((VERSION, _ERR))
-
-# Drop reasons, each a counter shown by `goq stat`.
-TOO_BIG = "droppedTooBigCount"
-GARBAGE = "droppedGarbageCount"
-MISMATCH = "droppedMismatchCount"
-BAD_SIG = "droppedBadSigCount"
-BAD_CODEC = "droppedBadCodecCount"
-REPLAY = "droppedReplayCount"
-DROP_COUNTERS = (TOO_BIG, GARBAGE, MISMATCH, BAD_SIG, BAD_CODEC, REPLAY)
 
 
 def error_frame(text: str) -> bytes:
@@ -64,7 +56,7 @@ class Wire:
 
     def unpack(self, frame: bytes) -> Message:
         """Open and decode a frame; raise BadFrame(reason) for anything that is not a valid,
-        authentic message of ours. `reason` is one of the DROP_COUNTERS."""
+        authentic message of ours. `reason` is one of goq_core.drops' counters."""
         if len(frame) > self.max_frame:
             raise BadFrame(TOO_BIG, f"{len(frame)} bytes > {self.max_frame}")
         header = self.header

@@ -28,6 +28,7 @@ from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field, replace
 from itertools import count, islice
 
+from goq_core.drops import REPLAY
 from goq_core.kernel.actions import (
     Action,
     Notify,
@@ -40,7 +41,6 @@ from goq_core.kernel.actions import (
 from goq_core.kernel.lifecycle import NEW, RUNNING, WAITING, advance
 from goq_core.kernel.replay import ReplayGuard
 from goq_core.messages import Job, Kind, Message
-from goq_core.wire import REPLAY
 
 _NS = 1_000_000_000
 _ENV_INTERN_LIMIT = 4096
