@@ -50,10 +50,11 @@ _NEVER = float("inf")
 @dataclass(slots=True)
 class KernelConfig:
     heartbeat_sec: float = 5.0
-    max_hold_sec: float = 5.0  # longest a request is held before NOTHING_YET / ALIVE
+    max_hold_sec: float = 5.0  # longest a hold lasts (capped at heartbeat_sec: see _watch)
     skew_sec: float = 30.0  # replay guard window
     max_nonces: int = 1_000_000
     ended_ring: int = 1000  # ended jobs kept in memory for stat and wait
+    notify: bool = True  # emit Notify actions (off when no plugin observes events)
 
 
 @dataclass(slots=True)
@@ -94,6 +95,11 @@ class Counters:
 class Kernel:
     def __init__(self, config: KernelConfig | None = None) -> None:
         self.config = config or KernelConfig()
+        # A worker re-asks at least once per hold, so 2 heartbeats of silence means dead for
+        # idle and busy workers alike as long as a hold is no longer than a heartbeat.
+        self._hold_cap = min(self.config.max_hold_sec, self.config.heartbeat_sec)
+        self._silence = 2 * self.config.heartbeat_sec
+        self._notify = self.config.notify
         self.next_jobid = 1
         self.live: dict[int, Job] = {}  # every job not ended, by id
         self.waiting: OrderedDict[int, Job] = OrderedDict()  # oldest first
@@ -211,7 +217,8 @@ class Kernel:
             self.live[job.jobid] = job
             self.waiting[job.jobid] = job
             out.append(Save(job))
-            out.append(Notify("submitted", job))
+            if self._notify:
+                out.append(Notify("submitted", job))
         reply = Message(Kind.SUBMITTED, reply_to=msg.nonce, jobid=first, count=len(msg.jobs))
         out.append(Reply(peer, reply))
         self._dispatch(now, out)
@@ -224,11 +231,13 @@ class Kernel:
         if worker.jobid:  # it says it is idle, so the job it had is not running there
             self._requeue(worker, now, out)
         self._release_hold(worker, out)
+        if self.waiting:  # then no worker is idle (else they would have the job): take it now
+            self._start(self.waiting.popitem(last=False)[1], worker, peer, msg.nonce, now, out)
+            return
         held = self._hold(peer, msg, Kind.REQUEST_WORK, now)
         held.workerid = worker.workerid
         worker.held = held
         self.idle[worker.workerid] = worker
-        self._dispatch(now, out)
 
     def _on_heartbeat(self, msg: Message, peer: Hashable, now: float, out: list[Action]) -> None:
         worker = self._worker(msg.workerid, msg.host, now)
@@ -320,6 +329,13 @@ class Kernel:
         out.append(Reply(peer, reply))
 
     def _on_shutdown(self, msg: Message, peer: Hashable, now: float, out: list[Action]) -> None:
+        out += self.shutdown(now)
+        out.insert(0, Reply(peer, Message(Kind.ACK, reply_to=msg.nonce, text="server stopping")))
+
+    def shutdown(self, now: float) -> list[Action]:
+        """Stop: answer every held request GOING_AWAY (workers keep their jobs and rejoin a
+        server that comes back), then Stop. Later requests get GOING_AWAY."""
+        out: list[Action] = []
         self.stopping = True
         for _, _, item in self._timers:
             if isinstance(item, Held) and not item.answered:
@@ -329,8 +345,8 @@ class Kernel:
             worker.held = None
         self.waiters.clear()
         self._timers.clear()
-        out.append(Reply(peer, Message(Kind.ACK, reply_to=msg.nonce, text="server stopping")))
         out.append(Stop())
+        return out
 
     def _on_immolate(self, msg: Message, peer: Hashable, now: float, out: list[Action]) -> None:
         told = 0
@@ -367,20 +383,26 @@ class Kernel:
         while waiting and idle:
             _, worker = idle.popitem(last=False)
             _, job = waiting.popitem(last=False)
-            advance(job, "dispatch")
-            job.attempt += 1
-            job.workerid = worker.workerid
-            job.workerhost = worker.host
-            job.start_ns = int(now * _NS)
-            self.running[job.jobid] = job
-            worker.jobid, worker.attempt = job.jobid, job.attempt
             held, worker.held = worker.held, None
             assert held is not None
-            self._answer(
-                held, Message(Kind.JOB, jobid=job.jobid, attempt=job.attempt, jobs=[job]), out
-            )
-            self._watch(worker, now)
-            out.append(Save(job))
+            held.answered = True
+            self._start(job, worker, held.peer, held.reply_to, now, out)
+
+    def _start(
+        self, job: Job, worker: Worker, peer: Hashable, reply_to: bytes, now: float, out: list
+    ) -> None:
+        """Hand `job` to `worker` as a new attempt, answering the worker's request `peer`."""
+        advance(job, "dispatch")
+        job.attempt += 1
+        job.workerid = worker.workerid
+        job.workerhost = worker.host
+        job.start_ns = int(now * _NS)
+        self.running[job.jobid] = job
+        worker.jobid, worker.attempt = job.jobid, job.attempt
+        msg = Message(Kind.JOB, reply_to=reply_to, jobid=job.jobid, attempt=job.attempt, jobs=[job])
+        out.append(Reply(peer, msg))
+        out.append(Save(job))
+        if self._notify:
             out.append(Notify("started", job))
 
     def _requeue(self, worker: Worker, now: float, out: list[Action]) -> None:
@@ -409,7 +431,8 @@ class Kernel:
         if len(self.ended) > self.config.ended_ring:
             self.ended.popitem(last=False)
         out.append(Save(job))
-        out.append(Notify("finished", job))
+        if self._notify:
+            out.append(Notify("finished", job))
         for held in self.waiters.pop(job.jobid, ()):
             self._answer(held, Message(Kind.FINISHED, jobid=job.jobid, jobs=[_brief(job)]), out)
 
@@ -418,10 +441,7 @@ class Kernel:
         worker.check_at = _NEVER
         if self.workers.get(worker.workerid) is not worker:
             return
-        limit = 2 * self.config.heartbeat_sec
-        if not worker.jobid:
-            limit += self.config.max_hold_sec  # idle workers re-ask once per hold
-        if worker.last_heard + limit > now:
+        if worker.last_heard + self._silence > now:
             self._watch(worker, now)
             return
         if worker.jobid:
@@ -440,20 +460,18 @@ class Kernel:
             worker = Worker(workerid, host, now)
             self.workers[workerid] = worker
         worker.last_heard = now
-        if worker.check_at == _NEVER:
-            self._watch(worker, now)
+        self._watch(worker, now)
         return worker
 
     def _watch(self, worker: Worker, now: float) -> None:
-        """Make sure a liveness check fires when the worker's silence would make it dead."""
-        limit = 2 * self.config.heartbeat_sec + (0 if worker.jobid else self.config.max_hold_sec)
-        at = worker.last_heard + limit
-        if at < worker.check_at:
-            worker.check_at = at
+        """Make sure a liveness check fires when the worker's silence would make it dead. One
+        pending check per worker: when it fires on a worker heard since, it is set again."""
+        if worker.check_at == _NEVER:
+            worker.check_at = at = worker.last_heard + self._silence
             heapq.heappush(self._timers, (at, next(self._seq), worker))
 
     def _hold(self, peer: Hashable, msg: Message, kind: Kind, now: float) -> Held:
-        wait = min(msg.wait_ms / 1000, self.config.max_hold_sec) if msg.wait_ms > 0 else 0.0
+        wait = min(msg.wait_ms / 1000, self._hold_cap) if msg.wait_ms > 0 else 0.0
         held = Held(peer, msg.nonce, kind, now + wait)
         heapq.heappush(self._timers, (held.deadline, next(self._seq), held))
         return held
