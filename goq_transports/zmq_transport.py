@@ -1,0 +1,169 @@
+"""The zmq transport: a ROUTER server and DEALER clients (pyzmq, sync sockets), every request
+sent as the two parts [request id, payload] and answered as [request id, reply].
+
+ROUTER_MANDATORY makes a reply to a client that is gone fail at once (reply() returns False);
+IMMEDIATE on the client keeps requests from queueing while no server is there, so a request
+made while the server is down times out instead of reaching a later server stale.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Hashable
+
+import zmq
+
+from goq_core.errors import FrameTooBig, TransportError, TransportTimeout
+from goq_core.interfaces import DEFAULT_MAX_FRAME
+from goq_transports.common import REQID_LEN, check_tcp_address, first_reqid, retry_in_use
+
+_RECONNECT_MS = 20
+_RECONNECT_MAX_MS = 500
+
+
+def _ms(timeout: float | None) -> int:
+    """zmq milliseconds for a timeout in seconds (None: forever)."""
+    return -1 if timeout is None else max(0, int(timeout * 1000 + 0.5))
+
+
+class ZmqServer:
+    """ROUTER listener; a peer handle is (connection identity, request id)."""
+
+    def __init__(self, ctx: zmq.Context, address: str, max_frame: int) -> None:
+        check_tcp_address(address)
+        self.address = address
+        sock = ctx.socket(zmq.ROUTER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        sock.setsockopt(zmq.MAXMSGSIZE, max_frame)
+        self._sock = sock
+        self._rcv_ms: int | None = None
+        try:
+            retry_in_use(lambda: sock.bind(address), _in_use)
+        except zmq.ZMQError as exc:
+            sock.close(0)
+            raise TransportError(f"cannot listen on {address}: {exc}") from None
+
+    def recv(self, timeout: float | None) -> tuple[Hashable, bytes] | None:
+        ms = _ms(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        sock = self._sock
+        if time.monotonic() - deadline + timeout > 0.005:  # send waited for a connection
+            ms = _ms(max(0.0, deadline - time.monotonic()))
+        while True:
+            if ms != self._rcv_ms:
+                sock.setsockopt(zmq.RCVTIMEO, ms)
+                self._rcv_ms = ms
+            try:
+                parts = sock.recv_multipart()
+            except zmq.Again:
+                return None
+            except zmq.ZMQError as exc:
+                raise TransportError(f"zmq recv on {self.address}: {exc}") from None
+            if len(parts) == 3 and len(parts[1]) == REQID_LEN:
+                return (parts[0], parts[1]), parts[2]
+            # Not one of ours (wrong shape): drop it and keep waiting out the timeout.
+            if deadline is not None:
+                ms = _ms(max(0.0, deadline - time.monotonic()))
+
+    def reply(self, peer: Hashable, data: bytes) -> bool:
+        try:
+            ident, reqid = peer  # type: ignore[misc]
+            self._sock.send_multipart((ident, reqid, data), zmq.NOBLOCK)
+            return True
+        except (zmq.ZMQError, TypeError, ValueError):
+            return False  # EHOSTUNREACH: client gone; EAGAIN: its queue is full
+
+    def close(self) -> None:
+        self._sock.close(0)
+
+
+class ZmqClient:
+    """DEALER dialler; reconnects by itself. One request at a time (a lock serialises callers)."""
+
+    def __init__(self, ctx: zmq.Context, address: str, max_frame: int) -> None:
+        check_tcp_address(address)
+        self.address = address
+        self.max_frame = max_frame
+        sock = ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.IMMEDIATE, 1)
+        sock.setsockopt(zmq.MAXMSGSIZE, max_frame)
+        sock.setsockopt(zmq.RECONNECT_IVL, _RECONNECT_MS)
+        sock.setsockopt(zmq.RECONNECT_IVL_MAX, _RECONNECT_MAX_MS)
+        self._sock = sock
+        self._next = first_reqid()
+        self._lock = threading.Lock()
+        self._rcv_ms: int | None = None
+        self._snd_ms: int | None = None
+        try:
+            sock.connect(address)
+        except zmq.ZMQError as exc:
+            sock.close(0)
+            raise TransportError(f"cannot dial {address}: {exc}") from None
+
+    def request(self, data: bytes, timeout: float) -> bytes:
+        if len(data) > self.max_frame:
+            raise FrameTooBig(f"request of {len(data)} bytes exceeds {self.max_frame}")
+        with self._lock:
+            return self._request(data, timeout)
+
+    def _request(self, data: bytes, timeout: float) -> bytes:
+        sock = self._sock
+        deadline = time.monotonic() + timeout
+        ms = _ms(timeout)
+        self._next = (self._next + 1) & 0xFFFF_FFFF_FFFF_FFFF
+        reqid = self._next.to_bytes(REQID_LEN, "big")
+        if ms != self._snd_ms:
+            sock.setsockopt(zmq.SNDTIMEO, ms)
+            self._snd_ms = ms
+        try:
+            sock.send_multipart((reqid, data))
+        except zmq.Again:
+            raise TransportTimeout(f"no server at {self.address} within {timeout:g} s") from None
+        except zmq.ZMQError as exc:
+            raise TransportError(f"zmq request to {self.address}: {exc}") from None
+        if time.monotonic() - deadline + timeout > 0.005:  # send waited for a connection
+            ms = _ms(max(0.0, deadline - time.monotonic()))
+        while True:
+            if ms != self._rcv_ms:
+                sock.setsockopt(zmq.RCVTIMEO, ms)
+                self._rcv_ms = ms
+            try:
+                parts = sock.recv_multipart()
+            except zmq.Again:
+                raise TransportTimeout(
+                    f"no reply from {self.address} within {timeout:g} s"
+                ) from None
+            except zmq.ZMQError as exc:
+                raise TransportError(f"zmq request to {self.address}: {exc}") from None
+            if len(parts) == 2 and parts[0] == reqid:
+                return parts[1]
+            left = deadline - time.monotonic()  # a late reply to an abandoned request
+            if left <= 0:
+                raise TransportTimeout(f"no reply from {self.address} within {timeout:g} s")
+            ms = _ms(left)
+
+    def close(self) -> None:
+        with self._lock:
+            self._sock.close(0)
+
+
+def _in_use(exc: BaseException) -> bool:
+    return isinstance(exc, zmq.ZMQError) and exc.errno == zmq.EADDRINUSE
+
+
+class ZmqTransport:
+    """Frames over zmq ROUTER/DEALER; one zmq context per transport instance."""
+
+    name = "zmq"
+
+    def __init__(self) -> None:
+        self._ctx = zmq.Context()
+
+    def listen(self, address: str, max_frame: int = DEFAULT_MAX_FRAME) -> ZmqServer:
+        return ZmqServer(self._ctx, address, max_frame)
+
+    def dial(self, address: str, max_frame: int = DEFAULT_MAX_FRAME) -> ZmqClient:
+        return ZmqClient(self._ctx, address, max_frame)
