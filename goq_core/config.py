@@ -1,0 +1,256 @@
+"""goq's settings: defaults, then the settings file in $GOQ_HOME/.goq/, then GOQ_* environment
+variables, then command-line overrides. Standard library only and cheap to import (`goq sub`).
+
+The settings file holds one `GOQ_NAME=value` per line (`#` starts a comment), written by
+`goq init` from the environment it ran in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from dataclasses import dataclass, fields
+
+from goq_core.errors import ConfigError
+
+TYPE_CHECKING = False  # typing costs 3 ms to import; only type checkers need these
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from typing import Any
+
+SETTINGS_FILE = "settings"
+DEFAULT_PORT = 1776
+
+# Settings field -> the GOQ_* name it is read from (in the environment and in the settings file).
+ENV_NAMES: dict[str, str] = {
+    "jserv_ip": "GOQ_JSERV_IP",
+    "jserv_port": "GOQ_JSERV_PORT",
+    "odir": "GOQ_ODIR",
+    "sendtimeout_ms": "GOQ_SENDTIMEOUT_MSEC",
+    "heartbeat_sec": "GOQ_HEARTBEAT_SEC",
+    "transport": "GOQ_TRANSPORT",
+    "codec": "GOQ_CODEC",
+    "cipher": "GOQ_CIPHER",
+}
+_FIELD_OF = {env: name for name, env in ENV_NAMES.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything a goq role needs to know before it talks to anyone."""
+
+    home: str
+    jserv_ip: str = "127.0.0.1"
+    jserv_port: int = DEFAULT_PORT
+    odir: str = "o"
+    sendtimeout_ms: int = 1000
+    heartbeat_sec: float = 5.0
+    transport: str = "zmq"
+    codec: str = "raw"
+    cipher: str = "aes-gcm"
+
+    @property
+    def address(self) -> str:
+        """The server's address as a transport URL."""
+        return f"tcp://{self.jserv_ip}:{self.jserv_port}"
+
+    @property
+    def dir(self) -> str:
+        """$GOQ_HOME/.goq: where the key, the settings file and the server's state live."""
+        return settings_dir(self.home)
+
+
+def goq_home(env: Mapping[str, str] = os.environ) -> str:
+    """$GOQ_HOME, which every command needs; ConfigError saying how to set it when it is not."""
+    home = env.get("GOQ_HOME", "")
+    if not home:
+        raise ConfigError(
+            "GOQ_HOME is not set: export GOQ_HOME=/path/to/a/shared/dir "
+            "(goq keeps its key and state in $GOQ_HOME/.goq)"
+        )
+    return home
+
+
+def settings_dir(home: str) -> str:
+    """The directory holding goq's key, settings and state: $GOQ_HOME/.goq."""
+    return os.path.join(home, ".goq")
+
+
+def settings_path(home: str) -> str:
+    """The settings file: $GOQ_HOME/.goq/settings."""
+    return os.path.join(settings_dir(home), SETTINGS_FILE)
+
+
+def default_ip() -> str:
+    """This host's first non-loopback IPv4 address, or 127.0.0.1 when it has none.
+
+    Asks the kernel which source address it would use to reach a documentation-only address
+    (connect() on a UDP socket picks a route and sends nothing); failing that, what the host
+    name resolves to.
+    """
+    import socket
+
+    candidates: list[str] = []
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("192.0.2.1", 9))  # TEST-NET-1 (RFC 5737); connect() sends no packet
+            candidates.append(s.getsockname()[0])
+    except OSError:
+        candidates = []  # no route at all: try what the host name resolves to
+    if not any(map(_usable, candidates)):
+        try:
+            infos = socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)
+        except OSError:
+            infos = []
+        candidates += [str(info[4][0]) for info in infos]
+    return next(filter(_usable, candidates), "127.0.0.1")
+
+
+def _usable(ip: str) -> bool:
+    return bool(ip) and not ip.startswith("127.") and ip != "0.0.0.0"
+
+
+def load_settings(
+    env: Mapping[str, str] = os.environ, overrides: Mapping[str, Any] | None = None
+) -> Settings:
+    """The settings in force: defaults < settings file < GOQ_* environment < `overrides`.
+
+    `overrides` maps Settings field names (e.g. "transport", from CLI flags) to values; None
+    values are ignored so that unset flags can be passed straight through.
+    """
+    home = goq_home(env)
+    values: dict[str, Any] = {}
+    path = settings_path(home)
+    for name, (raw, lineno) in _read_settings_file(path).items():
+        values[name] = _parse(name, raw, f"{path}, line {lineno}")
+    for name, envname in ENV_NAMES.items():
+        raw = env.get(envname, "")
+        if raw:
+            values[name] = _parse(name, raw, "the environment")
+    for name, value in (overrides or {}).items():
+        if value is None:
+            continue
+        if name not in ENV_NAMES:
+            raise ValueError(f"unknown setting {name!r}; known: {', '.join(ENV_NAMES)}")
+        values[name] = _parse(name, str(value), "the command line")
+    if "jserv_ip" not in values:
+        values["jserv_ip"] = default_ip()
+    return Settings(home=home, **values)
+
+
+def save_settings(settings: Settings) -> str:
+    """Write `settings` to $GOQ_HOME/.goq/settings (atomically; the directory is created mode
+    0700 if missing). Returns the file's path."""
+    d = settings_dir(settings.home)
+    os.makedirs(d, mode=0o700, exist_ok=True)
+    lines = ["# goq settings, written by `goq init`. GOQ_* environment variables override these."]
+    for f in fields(settings):
+        if f.name in ENV_NAMES:
+            lines.append(f"{ENV_NAMES[f.name]}={_format(getattr(settings, f.name))}")
+    path = settings_path(settings.home)
+    tmp = f"{path}.tmp.{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write("\n".join(lines) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+    return path
+
+
+def _read_settings_file(path: str) -> dict[str, tuple[str, int]]:
+    """Field name -> (raw value, line number) from the settings file; {} when there is none."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read settings file {path}: {e}") from None
+    found: dict[str, tuple[str, int]] = {}
+    for lineno, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        envname, sep, raw = line.partition("=")
+        envname = envname.strip()
+        if not sep or not envname:
+            raise ConfigError(f"{path}, line {lineno}: expected GOQ_NAME=value, got {line!r}")
+        name = _FIELD_OF.get(envname)
+        raw = raw.strip()
+        if name is not None and raw:  # unknown names: settings from a newer goq; ignore
+            found[name] = (raw, lineno)
+    return found
+
+
+def _parse(name: str, raw: str, where: str) -> Any:
+    try:
+        return _PARSERS[name](raw)
+    except ValueError as e:
+        raise ConfigError(f"{ENV_NAMES.get(name, name)}={raw!r} (from {where}): {e}") from None
+
+
+def _port(raw: str) -> int:
+    port = _int(raw)
+    if not 1 <= port <= 65535:
+        raise ValueError("a port must be between 1 and 65535")
+    return port
+
+
+def _nonnegative_int(raw: str) -> int:
+    n = _int(raw)
+    if n < 0:
+        raise ValueError("must not be negative")
+    return n
+
+
+def _int(raw: str) -> int:
+    try:
+        return int(raw.strip())
+    except ValueError:
+        raise ValueError("not an integer") from None
+
+
+def _positive_seconds(raw: str) -> float:
+    try:
+        x = float(raw.strip())
+    except ValueError:
+        raise ValueError("not a number of seconds") from None
+    if not math.isfinite(x) or x <= 0:
+        raise ValueError("must be a positive number of seconds")
+    return x
+
+
+def _name(raw: str) -> str:
+    raw = raw.strip()
+    if not raw:
+        raise ValueError("must not be empty")
+    return raw
+
+
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    "jserv_ip": _name,
+    "jserv_port": _port,
+    "odir": _name,
+    "sendtimeout_ms": _nonnegative_int,
+    "heartbeat_sec": _positive_seconds,
+    "transport": _name,
+    "codec": _name,
+    "cipher": _name,
+}
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _unlink_quietly(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
