@@ -14,7 +14,7 @@ from goq_core.errors import TransportError
 T = TypeVar("T")
 
 REQID_LEN = 8  # bytes of request id in front of every frame (big-endian counter)
-RELISTEN_GRACE = 1.0  # seconds a listen retries an address still held by a closing socket
+RELISTEN_GRACE = 0.5  # seconds a listen retries an address still held by a closing socket
 
 
 def check_tcp_address(address: str) -> tuple[str, int]:

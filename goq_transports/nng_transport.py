@@ -185,8 +185,8 @@ class NngClient:
         raise TransportError(f"nng request to {self.address}: {_strerror(err)}")
 
     def close(self) -> None:
-        with self._lock:
-            self._sock.close()
+        # No lock: closing an nng socket is thread-safe and wakes a request blocked in it.
+        self._sock.close()
 
 
 def _in_use(exc: BaseException) -> bool:
