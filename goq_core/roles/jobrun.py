@@ -1,0 +1,283 @@
+"""Running one job on a worker host: spawn it as its own session and process group, capture its
+stdout and stderr together in a spool file, wait for it, and kill its whole process tree.
+
+Spawning goes through `subprocess.Popen` without `preexec_fn` (so CPython uses vfork), never a
+bare fork: a forked copy of a worker that holds nng/zmq sockets must not run Python code.
+A command that cannot be started does not raise: the job ends at once with the shell's exit
+status for it (127 not found, 126 cannot execute) and a line in its output saying why.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+
+from goq_core.messages import Job
+
+NOT_FOUND = 127  # exit status of a command that does not exist (as in sh)
+CANNOT_EXECUTE = 126  # exit status of a command that exists but cannot be run
+DEFAULT_GRACE = 0.5  # seconds between SIGTERM and SIGKILL
+_POLL = 0.005  # seconds between checks that a killed group is gone
+
+
+class JobRun:
+    """One attempt of one job on this host. Create with `JobRun.start`."""
+
+    __slots__ = (
+        "job",
+        "output_path",
+        "pid",
+        "pgid",
+        "start_ns",
+        "end_ns",
+        "exit_status",
+        "_proc",
+        "_pidfd",
+    )
+
+    def __init__(self, job: Job, output_path: str) -> None:
+        self.job = job
+        self.output_path = output_path
+        self.pid = 0  # 0 when the command could not be started
+        self.pgid = 0
+        self.start_ns = 0
+        self.end_ns = 0
+        self.exit_status: int | None = None  # exit code, or -N for death by signal N
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._pidfd = -1
+
+    @classmethod
+    def start(cls, job: Job, home: str, spool_dir: str) -> JobRun:
+        """Start `job` (attempt `job.attempt`) with its output in `spool_dir/<jobid>.<attempt>.out`.
+
+        Runs in job.dir, or in `home` when that is not a directory here; with exactly the job's
+        environment; stdin from /dev/null. Never raises for a command that cannot run.
+        """
+        run = cls(job, os.path.join(spool_dir, f"{job.jobid}.{job.attempt}.out"))
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+        try:
+            out = os.open(run.output_path, flags, 0o600)
+        except FileNotFoundError:  # first job: make the spool directory
+            os.makedirs(spool_dir, mode=0o700, exist_ok=True)
+            out = os.open(run.output_path, flags, 0o600)
+        try:
+            run._spawn(home, out)
+        finally:
+            os.close(out)
+        return run
+
+    def _spawn(self, home: str, out: int) -> None:
+        job = self.job
+        argv = ["/bin/sh", "-c", job.cmd] if job.shell else [job.cmd, *job.args]
+        env = _env_dict(job.env)
+        cwd = job.dir if job.dir and os.path.isdir(job.dir) else home
+        self.start_ns = time.time_ns()
+        try:
+            if not job.cmd:
+                raise FileNotFoundError(errno.ENOENT, "empty command")
+            try:
+                proc = self._popen(argv, cwd, env, out)
+            except OSError as e:
+                if cwd == home or e.filename != cwd:
+                    raise
+                proc = self._popen(argv, home, env, out)  # job.dir exists but is not enterable
+        except (OSError, ValueError) as e:
+            self._not_started(out, argv[0], e)
+            return
+        self._proc = proc
+        self.pid = self.pgid = proc.pid  # a new session's leader leads its process group too
+        try:
+            self._pidfd = os.pidfd_open(proc.pid)
+        except (AttributeError, OSError):
+            self._pidfd = -1  # no pidfd here: wait() falls back to Popen's polling
+
+    @staticmethod
+    def _popen(argv: list[str], cwd: str, env: dict[str, str], out: int) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+        )
+
+    def _not_started(self, out: int, cmd: str, e: OSError | ValueError) -> None:
+        """Finish at once, as sh would for a command it cannot run, saying why in the output."""
+        if isinstance(e, OSError):
+            code = NOT_FOUND if e.errno in (errno.ENOENT, errno.ENOTDIR) else CANNOT_EXECUTE
+            why = e.strerror or str(e)
+            if e.filename is not None and e.filename != cmd:
+                why += f": {e.filename}"
+        else:
+            code, why = CANNOT_EXECUTE, str(e)
+        line = f"goq: cannot run {cmd!r}: {why} (exit status {code})\n"
+        os.write(out, line.encode("utf-8", "backslashreplace"))
+        self.exit_status = code
+        self.end_ns = time.time_ns()
+
+    # --- waiting -----------------------------------------------------------------------------
+
+    def poll(self) -> int | None:
+        """The exit status if the job's main process has ended, else None. Never blocks."""
+        if self.exit_status is None and self._proc is not None:
+            code = self._proc.poll()
+            if code is not None:
+                self._finished(code)
+        return self.exit_status
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """Wait up to `timeout` seconds (None: for ever) for the job's main process to end;
+        returns its exit status, or None if it is still running."""
+        if self.exit_status is not None or self._proc is None:
+            return self.exit_status
+        if timeout is None:
+            self._finished(self._proc.wait())
+        elif self._pidfd >= 0:
+            ready, _, _ = select.select([self._pidfd], [], [], max(timeout, 0.0))
+            if ready:
+                self._finished(self._proc.wait())
+        else:
+            try:
+                self._finished(self._proc.wait(timeout))
+            except subprocess.TimeoutExpired:
+                return None
+        return self.exit_status
+
+    def fileno(self) -> int:
+        """A descriptor that polls readable once the job's main process has ended (a pidfd),
+        for a worker's event loop; -1 when there is none (finished, or not on Linux)."""
+        return self._pidfd
+
+    def _finished(self, code: int) -> None:
+        self.exit_status = code  # Popen already reports death by signal N as -N
+        self.end_ns = time.time_ns()
+        if self._pidfd >= 0:
+            os.close(self._pidfd)
+            self._pidfd = -1
+
+    # --- killing -----------------------------------------------------------------------------
+
+    def kill(self, grace: float = DEFAULT_GRACE) -> int | None:
+        """Kill the job's whole process group: SIGTERM, then SIGKILL if anything of it is still
+        alive after `grace` seconds. Reaps the main process and returns the exit status.
+
+        Also works after the main process has ended, to clear processes it left behind.
+        """
+        if self._proc is None:
+            return self.exit_status
+        if not _signal_group(self.pgid, signal.SIGTERM):
+            return self.wait()  # the group is already gone
+        deadline = time.monotonic() + grace
+        if self._gone_by(deadline):
+            return self.exit_status
+        _signal_group(self.pgid, signal.SIGKILL)
+        self._gone_by(time.monotonic() + 1.0)
+        return self.exit_status
+
+    def _gone_by(self, deadline: float) -> bool:
+        """Wait until the main process is reaped and the group has no live process, or the
+        deadline passes; True if it is gone."""
+        while self.wait(max(0.0, deadline - time.monotonic())) is None:
+            if time.monotonic() >= deadline:
+                return False
+        while group_alive(self.pgid):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(_POLL)
+        return True
+
+    # --- output ------------------------------------------------------------------------------
+
+    def output_size(self) -> int:
+        """How many bytes of output the job has written so far."""
+        return os.stat(self.output_path).st_size
+
+    def read_output(self, offset: int, size: int) -> bytes:
+        """Up to `size` bytes of output from byte `offset` (fewer at the end)."""
+        with open(self.output_path, "rb") as fh:
+            fh.seek(offset)
+            return fh.read(size)
+
+    def iter_output(self, chunk_size: int = 1 << 20, offset: int = 0) -> Iterator[bytes]:
+        """The output from `offset` to its current end in chunks of at most `chunk_size` bytes,
+        without holding more than one chunk in memory."""
+        with open(self.output_path, "rb") as fh:
+            fh.seek(offset)
+            while chunk := fh.read(chunk_size):
+                yield chunk
+
+    def discard_output(self) -> None:
+        """Delete the spool file (once the server has the whole output)."""
+        try:
+            os.unlink(self.output_path)
+        except FileNotFoundError:
+            return
+
+    def outcome(self) -> Job:
+        """A copy of the job with how this run went: pid, times, exit status, output size."""
+        return replace(
+            self.job,
+            pid=self.pid,
+            start_ns=self.start_ns,
+            end_ns=self.end_ns,
+            exit_status=self.exit_status if self.exit_status is not None else 0,
+            out_bytes=self.output_size(),
+        )
+
+
+def _env_dict(entries: list[str]) -> dict[str, str]:
+    """ "NAME=value" entries as a dict; entries without a name are skipped."""
+    env: dict[str, str] = {}
+    for entry in entries:
+        name, sep, value = entry.partition("=")
+        if sep and name:
+            env[name] = value
+    return env
+
+
+def _signal_group(pgid: int, sig: int) -> bool:
+    """Send `sig` to process group `pgid`; False if the group no longer exists."""
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def group_alive(pgid: int) -> bool:
+    """True while process group `pgid` has a process that is not a zombie.
+
+    kill(-pgid, 0) also succeeds for zombies, which linger wherever init does not reap orphans
+    (some containers), so on Linux a yes from it is checked against /proc.
+    """
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return True
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as fh:
+                stat = fh.read()
+        except OSError:
+            continue  # exited meanwhile
+        fields = stat[stat.rfind(b")") + 2 :].split()  # after "pid (comm) ": state ppid pgrp
+        if len(fields) >= 3 and int(fields[2]) == pgid and fields[0] != b"Z":
+            return True
+    return False
