@@ -1,0 +1,260 @@
+"""The `goq` command line: one click function per command, each a thin layer over a role runtime.
+
+Heavy modules (runtimes, plugins) are imported inside the commands so that `goq sub` starts fast.
+Every user mistake ends as one line on stderr and exit status 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from goq_core import __version__
+from goq_core.errors import GoqError
+
+_SUB_CONTEXT = {"ignore_unknown_options": True, "allow_interspersed_args": False}
+
+
+class _Ctx:
+    """What the global options say, and the settings and key they lead to (read lazily)."""
+
+    def __init__(self, transport: str | None, codec: str | None, cipher: str | None) -> None:
+        self.overrides = {"transport": transport, "codec": codec, "cipher": cipher}
+
+    def settings(self):
+        from goq_core.config import load_settings
+
+        return load_settings(os.environ, self.overrides)
+
+    def key(self, settings) -> bytes:
+        from goq_core.keys import load_key
+
+        return load_key(settings.home)
+
+    def client(self):
+        from goq_core.roles.client import Client
+
+        settings = self.settings()
+        return Client(settings, self.key(settings))
+
+
+def _fail(exc: Exception) -> click.ClickException:
+    return click.ClickException(str(exc))
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog="GOQ_HOME must be set (goq keeps its key, settings and state in $GOQ_HOME/.goq). "
+    "Run `goq COMMAND --help` for each command.",
+)
+@click.option(
+    "--transport", metavar="NAME", help="Transport plugin (nng, zmq); overrides GOQ_TRANSPORT."
+)
+@click.option("--codec", metavar="NAME", help="Codec plugin (raw, capnp); overrides GOQ_CODEC.")
+@click.option("--cipher", metavar="NAME", help="Cipher plugin (aes-gcm); overrides GOQ_CIPHER.")
+@click.pass_context
+def cli(ctx: click.Context, transport: str | None, codec: str | None, cipher: str | None) -> None:
+    """goq: a fast, secure job queue. One server (`goq serve`), many workers (`goq work`),
+    submit from anywhere (`goq sub CMD ARGS...`)."""
+    ctx.obj = _Ctx(transport, codec, cipher)
+
+
+@cli.command()
+@click.pass_obj
+def init(obj: _Ctx) -> None:
+    """Create $GOQ_HOME/.goq with a fresh key and the settings (from GOQ_* variables)."""
+    from goq_core.config import save_settings, settings_dir
+    from goq_core.keys import create_key
+    from goq_core.plugins import Plugins
+
+    try:
+        settings = obj.settings()
+        key_file = create_key(settings.home)
+        save_settings(settings)
+        Plugins().store("sqlite", settings_dir(settings.home), create=True).close()
+    except GoqError as exc:
+        raise _fail(exc) from None
+    click.echo(f"goq initialized: key in {key_file}; the server will listen on {settings.address}.")
+    click.echo("Copy $GOQ_HOME/.goq to every host that takes part (keep it private).")
+
+
+@cli.command()
+@click.option("--allow-insecure", is_flag=True, help="Permit the `none` cipher (tests only).")
+@click.pass_obj
+def serve(obj: _Ctx, allow_insecure: bool) -> None:
+    """Run the server until `goq shutdown`, SIGTERM or Ctrl-C."""
+    from goq_core.roles.server import Server, ServerOptions
+
+    try:
+        settings = obj.settings()
+        server = Server(settings, obj.key(settings), options=ServerOptions(allow_insecure))
+        server.open()
+    except GoqError as exc:
+        raise _fail(exc) from None
+    server.install_signal_handlers()
+    click.echo(
+        f"goq server (pid {os.getpid()}) listening on {settings.address} "
+        f"[{settings.transport}/{settings.codec}/{settings.cipher}]; job output goes to "
+        f"{settings.odir}/out.NNNNN under each job's submit directory",
+        err=False,
+    )
+    sys.stdout.flush()
+    try:
+        server.serve_forever()
+    finally:
+        server.close()
+    click.echo("goq server stopped; state saved.")
+
+
+@cli.command(context_settings=_SUB_CONTEXT)
+@click.option("--shell", "shell", is_flag=True, help="Run the command line with /bin/sh -c.")
+@click.option(
+    "--file",
+    "jobs_file",
+    type=click.File("r"),
+    help="Submit one job per line of this file ('-' for stdin), in one request.",
+)
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.pass_obj
+def sub(obj: _Ctx, shell: bool, jobs_file, command: tuple[str, ...]) -> None:
+    """Submit a job: COMMAND runs with its ARGS exactly as given, in this directory, with this
+    environment. Output lands in ./o/out.NNNNN.
+
+    \b
+    Examples:
+      goq sub ./analyze.sh input-17.csv
+      goq sub --shell 'sort big.txt | uniq -c > counts.txt'
+      goq sub --file jobs.txt        (one job per line; with --shell each line is a shell line)
+    """
+    from goq_cli.jobspec import jobs_from_lines, make_job
+
+    if jobs_file is not None and command:
+        raise click.UsageError("give either a command or --file, not both")
+    try:
+        if jobs_file is not None:
+            jobs = jobs_from_lines(jobs_file, shell)
+            if not jobs:
+                raise GoqError(f"no job in {jobs_file.name}: every line is empty or a comment")
+        else:
+            if not command or not command[0]:
+                raise click.UsageError("no command given: try `goq sub CMD ARGS...`")
+            jobs = [make_job(list(command), shell)]
+        with obj.client() as client:
+            first, n = client.submit(jobs)
+            address = client.settings.address
+    except GoqError as exc:
+        raise _fail(exc) from None
+    if n == 1:
+        click.echo(f"submitted job {first} to server at {address}")
+    else:
+        click.echo(f"submitted jobs {first}..{first + n - 1} ({n} jobs) to server at {address}")
+
+
+@cli.command()
+@click.argument("mode", type=click.Choice(["forever", "oneshot"]), default="forever")
+@click.pass_obj
+def work(obj: _Ctx, mode: str) -> None:
+    """Run a worker: take jobs from the server one at a time (forever, or oneshot: one job)."""
+    from goq_core.roles.worker import Worker
+
+    def log(line: str) -> None:
+        click.echo(line, err=True)
+
+    try:
+        settings = obj.settings()
+        worker = Worker(settings, obj.key(settings), oneshot=(mode == "oneshot"), log=log)
+        worker.install_signal_handlers()
+        click.echo(f"goq worker {worker.workerid} serving jobs from {settings.address}")
+        sys.stdout.flush()
+        why = worker.run()
+    except GoqError as exc:
+        raise _fail(exc) from None
+    click.echo(f"goq worker {worker.workerid} exiting after {worker.jobs_done} job(s): {why}")
+
+
+@cli.command()
+@click.argument("count", type=click.IntRange(min=0), default=10, required=False)
+@click.pass_obj
+def stat(obj: _Ctx, count: int) -> None:
+    """Show the server's counters, then up to COUNT running and COUNT waiting jobs."""
+    from goq_cli.report import format_status
+
+    try:
+        with obj.client() as client:
+            status = client.stat(count)
+    except GoqError as exc:
+        raise _fail(exc) from None
+    click.echo(format_status(status, count))
+
+
+@cli.command()
+@click.argument("jobid", type=click.IntRange(min=1))
+@click.pass_obj
+def kill(obj: _Ctx, jobid: int) -> None:
+    """Cancel job JOBID: a waiting job is removed, a running one is killed on its worker."""
+    try:
+        with obj.client() as client:
+            reply = client.cancel(jobid)
+    except GoqError as exc:
+        raise _fail(exc) from None
+    click.echo(reply.text or f"job {jobid} cancelled")
+
+
+@cli.command()
+@click.argument("jobid", type=click.IntRange(min=1))
+@click.pass_obj
+def wait(obj: _Ctx, jobid: int) -> None:
+    """Block until job JOBID has finished or been cancelled, then print how it ended."""
+    from goq_cli.report import format_outcome
+
+    try:
+        with obj.client() as client:
+            job = client.wait(jobid)
+    except GoqError as exc:
+        raise _fail(exc) from None
+    click.echo(format_outcome(jobid, job))
+
+
+@cli.command()
+@click.pass_obj
+def shutdown(obj: _Ctx) -> None:
+    """Stop the server cleanly (workers keep running and rejoin when a server is back)."""
+    try:
+        with obj.client() as client:
+            client.shutdown()
+            address = client.settings.address
+    except GoqError as exc:
+        raise _fail(exc) from None
+    click.echo(f"server at {address} is shutting down")
+
+
+@cli.command()
+@click.pass_obj
+def immolateworkers(obj: _Ctx) -> None:
+    """Tell every worker to exit; running jobs are killed and requeued."""
+    try:
+        with obj.client() as client:
+            reply = client.immolate()
+    except GoqError as exc:
+        raise _fail(exc) from None
+    click.echo(reply.text)
+
+
+@cli.command()
+def version() -> None:
+    """Print goq's version."""
+    click.echo(f"goq {__version__}")
+
+
+def main() -> None:
+    try:
+        cli(prog_name="goq")
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
