@@ -359,6 +359,7 @@ def test_closing_the_guardian_kills_watched_groups_only(guardian, run_job):
     guardian.watch(watched.pgid)
     guardian.watch(ended.pgid)
     guardian.unwatch(ended.pgid)
+    guardian.watch(0)  # a job that never started has pgid 0: nothing to guard
     guardian.close()
     assert finished(watched) == -signal.SIGKILL
     assert ended.poll() is None

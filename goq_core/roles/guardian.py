@@ -18,6 +18,10 @@ import os
 import signal
 import sys
 
+TYPE_CHECKING = False  # the guardian process imports as little as it can
+if TYPE_CHECKING:
+    import subprocess
+
 READY = b"ready\n"  # what the guardian writes to its stdout once it is listening
 
 
@@ -81,7 +85,7 @@ class Guardian:
     """
 
     def __init__(self) -> None:
-        self._proc = None  # subprocess.Popen, imported lazily: the guardian process needs none
+        self._proc: subprocess.Popen[bytes] | None = None
         self._fd = -1
         self._groups: set[int] = set()
 
@@ -129,12 +133,17 @@ class Guardian:
         return self
 
     def watch(self, pgid: int) -> None:
-        """Kill group `pgid` if this worker dies before `unwatch(pgid)`."""
+        """Kill group `pgid` if this worker dies before `unwatch(pgid)`. Ignores pgid 0
+        (a job that never started)."""
+        if pgid <= 1:
+            return
         self._groups.add(pgid)
         self._send(b"+%d\n" % pgid)
 
     def unwatch(self, pgid: int) -> None:
         """Stop guarding group `pgid` (its job has ended)."""
+        if pgid not in self._groups:
+            return
         self._groups.discard(pgid)
         self._send(b"-%d\n" % pgid)
 
