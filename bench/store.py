@@ -1,0 +1,119 @@
+"""Store speed: single-job save latency, batch save rate, and load time of many waiting jobs,
+for the sqlite store (default) or the memory one, in a fresh temporary directory.
+
+Prints JSON. Targets: one-job save ~100 us or less; >= 50,000 jobs/s upserted in batches of
+10,000; load of 1,000,000 waiting jobs in a few seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+
+from goq_core.interfaces import Store
+from goq_core.messages import Job, JobState
+from goq_core.stores.memory import MemoryStoreFactory
+from goq_core.stores.sqlite import SqliteStore
+
+
+def make_jobs(first: int, n: int, env: list[str]) -> list[Job]:
+    return [
+        Job(
+            jobid=first + i,
+            cmd="python",
+            args=["run.py", f"--input=data/part-{first + i:07d}.csv"],
+            dir="/home/alice/project",
+            env=env,
+            host="login1",
+            user="alice",
+            state=JobState.WAITING,
+            submit_ns=time.time_ns(),
+        )
+        for i in range(n)
+    ]
+
+
+def opener(kind: str, path: str, sync: str) -> Callable[[], Store]:
+    if kind == "sqlite":
+        return lambda: SqliteStore(path, create=True, synchronous=sync)
+    factory = MemoryStoreFactory()  # one factory: a reopened memory store finds its records
+    return lambda: factory(path, True)
+
+
+def run(kind: str, sync: str, singles: int, batch: int, batches: int, load_n: int) -> dict:
+    env = [f"VAR{i}=value-{i}-" + "x" * 30 for i in range(40)]  # a typical shell's 40 vars
+    out: dict[str, object] = {"store": kind, "synchronous": sync if kind == "sqlite" else None}
+    with tempfile.TemporaryDirectory() as tmp:
+        open_store = opener(kind, tmp, sync)
+        store = open_store()
+        counters = {"nextJobId": 1, "finishedJobsCount": 0}
+        next_id = 1
+
+        # single-job saves: a job submitted, then started, as the server does one at a time
+        lat = []
+        for job in make_jobs(next_id, singles, env):
+            counters["nextJobId"] = job.jobid + 1
+            t0 = time.perf_counter()
+            store.save([job], counters)
+            lat.append(time.perf_counter() - t0)
+        next_id += singles
+        lat.sort()
+        out["single_save_us_p50"] = round(statistics.median(lat) * 1e6, 1)
+        out["single_save_us_p99"] = round(lat[int(len(lat) * 0.99)] * 1e6, 1)
+
+        # batches of new jobs, then the same jobs updated (started) in batches
+        rates = []
+        for _ in range(batches):
+            jobs = make_jobs(next_id, batch, env)
+            next_id += batch
+            counters["nextJobId"] = next_id
+            t0 = time.perf_counter()
+            store.save(jobs, counters)
+            rates.append(batch / (time.perf_counter() - t0))
+        out["batch_size"] = batch
+        out["batch_insert_jobs_per_s"] = round(statistics.median(rates))
+        for j in jobs:
+            j.state, j.workerid, j.attempt = JobState.RUNNING, "w1", 1
+        t0 = time.perf_counter()
+        store.save(jobs, counters)
+        out["batch_update_jobs_per_s"] = round(batch / (time.perf_counter() - t0))
+
+        # fill up to load_n waiting jobs, then time a load in a freshly opened store
+        while next_id <= load_n:
+            n = min(50_000, load_n - next_id + 1)
+            store.save(make_jobs(next_id, n, env), {"nextJobId": next_id + n})
+            next_id += n
+        store.close()
+        store = open_store()
+        gc.collect()
+        t0 = time.perf_counter()
+        state = store.load()
+        out["load_jobs"] = len(state.jobs)
+        out["load_s"] = round(time.perf_counter() - t0, 3)
+        out["load_envs_shared"] = len({id(j.env) for j in state.jobs})
+        if kind == "sqlite":
+            out["db_bytes"] = os.path.getsize(os.path.join(tmp, "goq.db"))
+        store.close()
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--store", choices=("sqlite", "memory"), default="sqlite")
+    ap.add_argument("--sync", default="NORMAL", help="sqlite synchronous mode")
+    ap.add_argument("--singles", type=int, default=2000)
+    ap.add_argument("--batch", type=int, default=10_000)
+    ap.add_argument("--batches", type=int, default=5)
+    ap.add_argument("--load", type=int, default=100_000, help="waiting jobs to load")
+    a = ap.parse_args()
+    print(json.dumps(run(a.store, a.sync, a.singles, a.batch, a.batches, a.load), indent=1))
+
+
+if __name__ == "__main__":
+    main()

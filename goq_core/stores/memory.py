@@ -1,0 +1,80 @@
+"""The `memory` store: the store contract kept in process memory, for tests. Nothing reaches
+disk; stores opened by one factory at the same path share their records until it is dropped.
+
+It copies every job on the way in and out, as a real store does: callers mutate their Job
+objects after a save, and must not find those changes in the record unless they save again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+from goq_core.errors import StoreError
+from goq_core.interfaces import StoredState
+from goq_core.messages import Job, JobState
+
+_ENDED = (JobState.FINISHED, JobState.CANCELLED)
+
+
+@dataclass(slots=True)
+class _Records:
+    """What one path holds: jobs by id (copies) and counters."""
+
+    jobs: dict[int, Job] = field(default_factory=dict)
+    counters: dict[str, int] = field(default_factory=dict)
+
+
+class MemoryStore:
+    """Jobs and counters in a dict. `create` is ignored: there is nothing on disk to lose."""
+
+    name = "memory"
+
+    def __init__(self, records: _Records | None = None) -> None:
+        self._records: _Records | None = records if records is not None else _Records()
+
+    def _open_records(self) -> _Records:
+        if self._records is None:
+            raise StoreError("memory store is closed")
+        return self._records
+
+    def load(self) -> StoredState:
+        records = self._open_records()
+        envs: dict[tuple[str, ...], list[str]] = {}  # equal environments share one list
+        jobs = []
+        for jobid in sorted(records.jobs):
+            job = records.jobs[jobid]
+            if job.state in _ENDED:
+                continue
+            key = tuple(job.env)
+            env = envs.get(key)
+            if env is None:
+                env = envs[key] = list(key)
+            jobs.append(replace(job, args=list(job.args), env=env))
+        return StoredState(jobs=jobs, counters=dict(records.counters))
+
+    def save(self, jobs: Sequence[Job], counters: dict[str, int]) -> None:
+        records = self._open_records()
+        copies = [replace(j, args=list(j.args), env=list(j.env)) for j in jobs]
+        for job in copies:  # all copied first: a bad job leaves the record untouched
+            records.jobs[job.jobid] = job
+        records.counters.update(counters)
+
+    def get_job(self, jobid: int) -> Job | None:
+        job = self._open_records().jobs.get(jobid)
+        if job is None:
+            return None
+        return replace(job, args=list(job.args), env=list(job.env))
+
+    def close(self) -> None:
+        self._records = None
+
+
+class MemoryStoreFactory:
+    """The plugin factory: `factory(path, create)` opens the records kept for `path`."""
+
+    def __init__(self) -> None:
+        self._by_path: dict[str, _Records] = {}
+
+    def __call__(self, path: str, create: bool) -> MemoryStore:
+        return MemoryStore(self._by_path.setdefault(path, _Records()))

@@ -1,0 +1,24 @@
+"""Registers the built-in stores (sqlite, memory) with goq's plugin manager.
+
+Cheap to import: sqlite3 is imported only when the sqlite factory runs.
+"""
+
+from __future__ import annotations
+
+from goq_core.hookspecs import Register, hookimpl
+from goq_core.interfaces import Store
+from goq_core.stores.memory import MemoryStoreFactory
+
+
+def sqlite_store(path: str, create: bool) -> Store:
+    from goq_core.stores.sqlite import open_sqlite_store
+
+    return open_sqlite_store(path, create)
+
+
+@hookimpl
+def goq_register_stores(register: Register) -> None:
+    register("sqlite", sqlite_store)
+    # one factory per registration: stores it opens at the same path share their records, so a
+    # server restarted in-process finds its jobs again (nothing outlives the plugin manager)
+    register("memory", MemoryStoreFactory())
