@@ -393,7 +393,11 @@ class SqliteStore:
             db.execute(
                 "INSERT INTO env (hash, body) VALUES (?, ?) ON CONFLICT DO NOTHING", (digest, body)
             )
-            env_id = db.execute("SELECT id FROM env WHERE hash = ?", (digest,)).fetchone()[0]
+            env_id, stored = db.execute(
+                "SELECT id, body FROM env WHERE hash = ?", (digest,)
+            ).fetchone()
+            if stored != body:  # a 128-bit hash collision, or a tampered row: never mix envs
+                raise StoreError(f"goq store {self.path}: environment {env_id} does not match")
             new_envs[key] = env_id
         return env_id
 
