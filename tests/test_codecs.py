@@ -1,0 +1,347 @@
+"""The codec contract, checked the same way against `raw` and `capnp`: every field of every
+kind survives a round trip, and malformed bytes raise CodecError and nothing else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import struct
+import subprocess
+import sys
+
+import pluggy
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import goq_codecs.plugin
+from goq_codecs.capnp_codec import SCHEMA_PATH, CapnpCodec, load_schema
+from goq_codecs.raw import RawCodec
+from goq_core import hookspecs
+from goq_core.errors import CodecError
+from goq_core.messages import Job, JobState, Kind, Message
+from goq_core.plugins import Plugins
+
+INT64 = st.integers(-(2**63), 2**63 - 1)
+TEXT = st.text(max_size=40)
+BLOB = st.binary(max_size=300)
+FAST = settings(deadline=None, max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+
+jobs = st.builds(
+    Job,
+    jobid=INT64,
+    cmd=TEXT,
+    args=st.lists(TEXT, max_size=6),
+    shell=st.booleans(),
+    dir=TEXT,
+    env=st.lists(TEXT, max_size=50),
+    host=TEXT,
+    user=TEXT,
+    state=st.sampled_from(JobState),
+    attempt=INT64,
+    workerid=TEXT,
+    workerhost=TEXT,
+    pid=INT64,
+    exit_status=INT64,
+    submit_ns=INT64,
+    start_ns=INT64,
+    end_ns=INT64,
+    out_bytes=INT64,
+)
+messages = st.builds(
+    Message,
+    kind=st.sampled_from(Kind),
+    nonce=BLOB,
+    sendtime_ns=INT64,
+    reply_to=BLOB,
+    workerid=TEXT,
+    host=TEXT,
+    jobid=INT64,
+    attempt=INT64,
+    count=INT64,
+    wait_ms=INT64,
+    offset=INT64,
+    data=BLOB,
+    text=TEXT,
+    jobs=st.lists(jobs, max_size=3),
+    counters=st.dictionaries(TEXT, INT64, max_size=8),
+)
+
+
+@functools.cache
+def loaded_schema():
+    """Loaded on first use, not at collection: see test_capnp_schema_loads_in_a_subprocess."""
+    return load_schema()
+
+
+@pytest.fixture
+def schema():
+    return loaded_schema()
+
+
+@pytest.fixture(params=["raw", "capnp"])
+def codec(request, schema):
+    return RawCodec() if request.param == "raw" else CapnpCodec(schema)
+
+
+def typical_job_message() -> Message:
+    env = [f"VAR{i}=/usr/local/share/value-{i}" for i in range(40)]
+    job = Job(jobid=7, cmd="make", args=["-j2", "all"], dir="/home/al/src", env=env,
+              host="h1", user="al", state=JobState.RUNNING, attempt=1, workerid="w1",
+              workerhost="h2", submit_ns=1_700_000_000_000_000_000)  # fmt: skip
+    return Message(Kind.JOB, nonce=b"n" * 16, sendtime_ns=1_700_000_000_000_000_001,
+                   reply_to=b"r" * 16, jobs=[job], attempt=1)  # fmt: skip
+
+
+def every_field_set() -> Message:
+    """A message with every field of Message and Job away from its default."""
+    job = Job(jobid=-1, cmd="c", args=["a", ""], shell=True, dir="d", env=["E=1"], host="h",
+              user="u", state=JobState.CANCELLED, attempt=3, workerid="w", workerhost="wh",
+              pid=99, exit_status=-9, submit_ns=1, start_ns=2, end_ns=3, out_bytes=4)  # fmt: skip
+    msg = Message(Kind.STATUS, nonce=b"\x00\x01", sendtime_ns=5, reply_to=b"\xff", workerid="w",
+                  host="h", jobid=6, attempt=7, count=8, wait_ms=9, offset=10, data=b"d",
+                  text="t", jobs=[job, Job()], counters={"a": 1, "b": -(2**63)})  # fmt: skip
+    for obj in (msg, job):
+        defaults = type(obj)(Kind.ACK) if obj is msg else Job()
+        for f in dataclasses.fields(obj):
+            assert getattr(obj, f.name) != getattr(defaults, f.name), f.name
+    return msg
+
+
+# --- round trips -----------------------------------------------------------------------------
+
+
+@FAST
+@given(msg=messages)
+def test_any_message_survives_a_round_trip(msg: Message) -> None:
+    for codec in (RawCodec(), CapnpCodec(loaded_schema())):
+        assert codec.decode(codec.encode(msg)) == msg
+
+
+def test_every_field_of_message_and_job_survives(codec) -> None:
+    msg = every_field_set()
+    back = codec.decode(codec.encode(msg))
+    assert back == msg
+    assert type(back.kind) is Kind and type(back.jobs[0].state) is JobState
+    assert back.jobs[0].shell is True and back.jobs[1].shell is False
+
+
+@pytest.mark.parametrize("kind", list(Kind))
+def test_each_kind_survives(codec, kind: Kind) -> None:
+    msg = dataclasses.replace(every_field_set(), kind=kind)
+    assert codec.decode(codec.encode(msg)).kind is kind
+
+
+def test_default_message_survives(codec) -> None:
+    assert codec.decode(codec.encode(Message(Kind.NOTHING_YET))) == Message(Kind.NOTHING_YET)
+
+
+def test_large_data_survives(codec) -> None:
+    msg = Message(Kind.OUTPUT, data=bytes(range(256)) * 8192, offset=2**40)  # 2 MiB
+    assert codec.decode(codec.encode(msg)) == msg
+
+
+def test_unicode_and_nul_in_strings_survive(codec) -> None:
+    weird = ["", "\x00", "a\x00b", "é", "日本語", "🚀", "\x00\x00"]
+    job = Job(cmd="ünï", args=weird, env=weird, dir="\x00")
+    msg = Message(Kind.SUBMIT, text="naïve 🚀", jobs=[job], counters={"\x00": 1, "é": 2})
+    assert codec.decode(codec.encode(msg)) == msg
+
+
+def test_many_jobs_survive(codec) -> None:
+    msg = Message(Kind.STATUS, jobs=[typical_job_message().jobs[0]] * 500)
+    assert codec.decode(codec.encode(msg)) == msg
+
+
+def test_raw_carries_lone_surrogates_from_undecodable_argv() -> None:
+    arg = b"caf\xe9".decode("utf-8", "surrogateescape")  # what sys.argv holds for Latin-1 bytes
+    msg = Message(Kind.SUBMIT, jobs=[Job(cmd="ls", args=[arg, "\ud800"])])
+    back = RawCodec().decode(RawCodec().encode(msg))
+    assert back == msg
+    assert back.jobs[0].args[0].encode("utf-8", "surrogateescape") == b"caf\xe9"
+
+
+def test_capnp_refuses_lone_surrogates_with_codec_error(schema) -> None:
+    with pytest.raises(CodecError):
+        CapnpCodec(schema).encode(Message(Kind.SUBMIT, jobs=[Job(args=["\udce9"])]))
+
+
+@pytest.mark.parametrize("value", [2**63, -(2**63) - 1])
+def test_int_beyond_int64_is_a_codec_error_on_encode(codec, value: int) -> None:
+    with pytest.raises(CodecError):
+        codec.encode(Message(Kind.ACK, jobid=value))
+    with pytest.raises(CodecError):
+        codec.encode(Message(Kind.JOB, jobs=[Job(exit_status=value)]))
+
+
+def test_wrong_field_type_is_a_codec_error_on_encode(codec) -> None:
+    with pytest.raises(CodecError):
+        codec.encode(Message(Kind.ACK, host=5))  # type: ignore[arg-type]
+    with pytest.raises(CodecError):
+        codec.encode(Message(Kind.ACK, nonce="not bytes"))  # type: ignore[arg-type]
+
+
+# --- malformed input -------------------------------------------------------------------------
+
+
+def decodes_or_codec_error(codec, data: bytes) -> None:
+    try:
+        msg = codec.decode(data)
+    except CodecError:
+        return
+    assert isinstance(msg, Message)
+
+
+@FAST
+@given(data=st.binary(max_size=400))
+def test_random_bytes_decode_or_raise_codec_error(data: bytes) -> None:
+    for codec in (RawCodec(), CapnpCodec(loaded_schema())):
+        decodes_or_codec_error(codec, data)
+        decodes_or_codec_error(codec, b"\x01" + data)  # past raw's version check
+        decodes_or_codec_error(codec, b"\x00\x00\x00\x00" + data)  # a one-segment capnp table
+
+
+@FAST
+@given(msg=messages, cut=st.floats(0, 1, exclude_max=True))
+def test_truncated_encoding_is_a_codec_error(msg: Message, cut: float) -> None:
+    for codec in (RawCodec(), CapnpCodec(loaded_schema())):
+        data = codec.encode(msg)
+        with pytest.raises(CodecError):
+            codec.decode(data[: int(len(data) * cut)])
+
+
+@FAST
+@given(msg=messages, where=st.floats(0, 1, exclude_max=True), xor=st.integers(1, 255))
+def test_corrupted_encoding_decodes_or_raises_codec_error(msg, where, xor) -> None:
+    for codec in (RawCodec(), CapnpCodec(loaded_schema())):
+        data = bytearray(codec.encode(msg))
+        data[int(len(data) * where)] ^= xor
+        decodes_or_codec_error(codec, bytes(data))
+
+
+def test_every_truncation_of_a_typical_message_is_a_codec_error(codec) -> None:
+    data = codec.encode(typical_job_message())
+    for n in range(len(data)):
+        with pytest.raises(CodecError):
+            codec.decode(data[:n])
+
+
+@pytest.mark.parametrize("bad", [None, "text", 12, 10**12, [1, 2]])
+def test_non_bytes_input_is_a_codec_error(codec, bad) -> None:
+    with pytest.raises(CodecError):
+        codec.decode(bad)
+
+
+def test_bytearray_and_memoryview_input_decode(codec) -> None:
+    data = codec.encode(typical_job_message())
+    assert codec.decode(bytearray(data)) == typical_job_message()
+    assert codec.decode(memoryview(data)) == typical_job_message()
+
+
+def test_raw_unknown_kind_is_a_codec_error() -> None:
+    data = bytearray(RawCodec().encode(Message(Kind.ACK)))
+    assert data[1] == Kind.ACK
+    data[1] = 99
+    with pytest.raises(CodecError, match="kind"):
+        RawCodec().decode(bytes(data))
+
+
+def test_raw_unknown_job_state_is_a_codec_error() -> None:
+    data = bytearray(RawCodec().encode(Message(Kind.JOB, jobs=[Job(state=JobState.RUNNING)])))
+    at = data.index(struct.pack("<q", JobState.RUNNING), 31 + 6 * 8)  # after the message ints
+    data[at] = 17
+    with pytest.raises(CodecError, match="state"):
+        RawCodec().decode(bytes(data))
+
+
+def test_raw_header_claiming_huge_counts_is_refused_without_allocating() -> None:
+    data = bytearray(RawCodec().encode(Message(Kind.STATUS)))
+    struct.pack_into("<III", data, 3, 2**32 - 1, 2**32 - 1, 2**32 - 1)
+    with pytest.raises(CodecError, match="length"):
+        RawCodec().decode(bytes(data))
+
+
+def test_raw_trailing_bytes_are_a_codec_error() -> None:
+    with pytest.raises(CodecError):
+        RawCodec().decode(RawCodec().encode(Message(Kind.ACK)) + b"\x00")
+
+
+def test_capnp_unknown_kind_and_state_are_codec_errors(schema) -> None:
+    m = schema.Message.new_message()
+    m.kind = 99
+    with pytest.raises(CodecError, match="kind"):
+        CapnpCodec(schema).decode(m.to_bytes())
+    m = schema.Message.new_message()
+    m.kind = int(Kind.JOB)
+    m.init("jobs", 1)[0].state = 17
+    with pytest.raises(CodecError, match="state"):
+        CapnpCodec(schema).decode(m.to_bytes())
+
+
+def test_capnp_invalid_utf8_text_is_a_codec_error(schema) -> None:
+    m = schema.Message.new_message()
+    m.kind = int(Kind.ACK)
+    m.text = b"\xff\xfe"  # pycapnp stores bytes in a Text field as they are
+    with pytest.raises(CodecError):
+        CapnpCodec(schema).decode(m.to_bytes())
+
+
+def hostile_capnp_zero_sized_jobs(count: int) -> bytes:
+    """A 17-word capnp Message whose `jobs` claims `count` zero-sized structs: an amplification
+    attack (a few bytes in, `count` Job objects out) that the traversal limit must stop."""
+    words = [0] * 17
+    words[0] = (7 << 32) | (8 << 48)  # root struct pointer: offset 0, 7 data words, 8 pointers
+    words[1] = int(Kind.STATUS)  # kind, in the first byte of the data section
+    words[8 + 6] = 1 | (1 << 2) | (7 << 32)  # jobs: list pointer, offset 1, composite, 0 words
+    words[16] = count << 2  # the list's tag: `count` elements of 0 data and 0 pointer words
+    return struct.pack("<II", 0, len(words)) + struct.pack(f"<{len(words)}Q", *words)
+
+
+def test_capnp_amplification_is_stopped_by_the_traversal_limit(schema) -> None:
+    assert len(CapnpCodec(schema).decode(hostile_capnp_zero_sized_jobs(3)).jobs) == 3
+    hostile = hostile_capnp_zero_sized_jobs(100_000)
+    with schema.Message.from_bytes(hostile) as r:  # pycapnp's default limit lets it through
+        assert len(r.jobs) == 100_000
+    with pytest.raises(CodecError, match="traversal"):
+        CapnpCodec(schema).decode(hostile)
+    with pytest.raises(CodecError, match="traversal"):
+        CapnpCodec(schema).decode(hostile_capnp_zero_sized_jobs(2**29 - 1))
+
+
+def test_capnp_schema_loads_in_a_subprocess() -> None:
+    """A syntax error in a capnp schema aborts the interpreter, so load it where that is safe."""
+    code = "from goq_codecs.capnp_codec import load_schema; print(load_schema().Message)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr.decode()
+    assert SCHEMA_PATH.is_file() and SCHEMA_PATH.suffix == ".capnp"
+
+
+# --- registration ----------------------------------------------------------------------------
+
+
+def codec_plugins() -> Plugins:
+    pm = pluggy.PluginManager("goq")
+    pm.add_hookspecs(hookspecs)
+    pm.register(goq_codecs.plugin)
+    return Plugins(pm)
+
+
+def test_codecs_register_under_their_names() -> None:
+    plugins = codec_plugins()
+    assert plugins.names("codec") == ["capnp", "raw"]
+    for name in ("raw", "capnp"):
+        codec = plugins.codec(name)
+        assert codec.name == name
+        assert codec.decode(codec.encode(every_field_set())) == every_field_set()
+
+
+def test_importing_the_plugin_loads_no_heavy_library() -> None:
+    code = (
+        "import sys, goq_codecs.plugin; "
+        "print(sorted(m for m in ('capnp', 'cryptography', 'Crypto') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout.decode().strip() == "[]"
+
