@@ -34,10 +34,11 @@ class _Ctx:
         return load_key(settings.home)
 
     def client(self):
+        from goq_core.plugins import Plugins
         from goq_core.roles.client import Client
 
         settings = self.settings()
-        return Client(settings, self.key(settings))
+        return Client(settings, self.key(settings), Plugins(lazy=True))
 
 
 def _fail(exc: Exception) -> click.ClickException:

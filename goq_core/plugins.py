@@ -32,12 +32,7 @@ def make_plugin_manager(load_entrypoints: bool = True) -> pluggy.PluginManager:
     pm = pluggy.PluginManager("goq")
     pm.add_hookspecs(hookspecs)
     if load_entrypoints:
-        wanted = os.environ.get("GOQ_LOAD_PLUGINS")
-        if wanted is None:
-            pm.load_setuptools_entrypoints("goq")
-        else:
-            for name in filter(None, (n.strip() for n in wanted.split(","))):
-                pm.load_setuptools_entrypoints("goq", name=name)
+        load_entrypoint_plugins(pm)
     for modname in DEFAULT_PLUGINS:
         mod = importlib.import_module(modname)
         if not pm.is_registered(mod):
@@ -45,12 +40,25 @@ def make_plugin_manager(load_entrypoints: bool = True) -> pluggy.PluginManager:
     return pm
 
 
+def load_entrypoint_plugins(pm: pluggy.PluginManager) -> None:
+    """Register the plugins of the `goq` entry-point group (as limited by GOQ_LOAD_PLUGINS)."""
+    wanted = os.environ.get("GOQ_LOAD_PLUGINS")
+    if wanted is None:
+        pm.load_setuptools_entrypoints("goq")
+    else:
+        for name in filter(None, (n.strip() for n in wanted.split(","))):
+            pm.load_setuptools_entrypoints("goq", name=name)
+
+
 class Plugins:
     """Name -> implementation lookups over one plugin manager. Factories run at most once each
     (transports, codecs, stores' factories are cached; ciphers are made per key)."""
 
-    def __init__(self, pm: pluggy.PluginManager | None = None) -> None:
-        self.pm = pm if pm is not None else make_plugin_manager()
+    def __init__(self, pm: pluggy.PluginManager | None = None, lazy: bool = False) -> None:
+        """With `lazy`, third-party plugins are loaded only when a name is not among the
+        built-ins (a fast start for `goq sub`); otherwise `pm` (default: everything) is used."""
+        self._scan_on_miss = pm is None and lazy
+        self.pm = pm if pm is not None else make_plugin_manager(load_entrypoints=not lazy)
         self._factories: dict[str, dict[str, Callable[..., Any]]] = {}
         self._made: dict[tuple[str, str], Any] = {}
 
@@ -74,6 +82,11 @@ class Plugins:
 
     def _factory(self, kind: str, name: str) -> Callable[..., Any]:
         table = self.factories(kind)
+        if name not in table and self._scan_on_miss:
+            self._scan_on_miss = False
+            load_entrypoint_plugins(self.pm)
+            self._factories.clear()
+            table = self.factories(kind)
         try:
             return table[name]
         except KeyError:

@@ -76,7 +76,11 @@ class ZmqServer:
             return False  # EHOSTUNREACH: client gone; EAGAIN: its queue is full
 
     def close(self) -> None:
-        self._sock.close(0)
+        # Linger a little so the last replies (e.g. the ack of `goq shutdown`) go out.
+        self._sock.close(linger=_CLOSE_LINGER_MS)
+
+
+_CLOSE_LINGER_MS = 500
 
 
 class ZmqClient:

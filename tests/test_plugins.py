@@ -100,3 +100,13 @@ def test_goq_load_plugins_limits_which_entry_points_load(
     assert "pigeon" not in plugins.names("transport")
     monkeypatch.setenv("GOQ_LOAD_PLUGINS", "pigeon")
     assert "pigeon" in Plugins(make_plugin_manager()).names("transport")
+
+
+def test_lazy_plugins_scan_entry_points_only_for_a_name_not_built_in(
+    installed_plugin: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("GOQ_LOAD_PLUGINS", raising=False)
+    plugins = Plugins(lazy=True)
+    plugins.transport("memory")
+    assert "goq_pigeon" not in sys.modules  # a built-in name needed no scan
+    assert plugins.transport("pigeon").name == "pigeon"

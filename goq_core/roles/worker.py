@@ -82,6 +82,8 @@ class Worker:
 
         def on_signal(signum: int, frame: object) -> None:
             self.stop(f"signal {signal.Signals(signum).name}")
+            if self.current is None and threading.current_thread() is threading.main_thread():
+                raise _Stopped  # idle: leave a blocking request at once
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
@@ -99,13 +101,13 @@ class Worker:
     def run(self) -> str:
         """Serve jobs until stopped; returns why it stopped."""
         transport = self.plugins.transport(self.settings.transport)
-        self._guardian.start()
-        self._spool = tempfile.mkdtemp(prefix=f"goq-worker-{os.getpid()}-")
-        self._conn = transport.dial(self.settings.address)
-        self._hb_conn = transport.dial(self.settings.address)
         beat = threading.Thread(target=self._heartbeats, name="goq-heartbeat", daemon=True)
-        beat.start()
         try:
+            self._guardian.start()
+            self._spool = tempfile.mkdtemp(prefix=f"goq-worker-{os.getpid()}-")
+            self._conn = transport.dial(self.settings.address)
+            self._hb_conn = transport.dial(self.settings.address)
+            beat.start()
             self._serve()
         except _Stopped:
             pass
@@ -117,11 +119,16 @@ class Worker:
             if running is not None and running.run.pgid:  # stopped mid-job: it gets requeued
                 running.run.kill()
                 self._guardian.unwatch(running.run.pgid)
-            beat.join(timeout=self.send_timeout + self.hold_ms / 1000 + 1)
+            if beat.is_alive():
+                beat.join(timeout=0.2)
             self._guardian.close()
-            for conn in (self._conn, self._hb_conn):
-                conn.close()
-            shutil.rmtree(self._spool, ignore_errors=True)
+            # a heartbeat still held at the server is left to the process exit, not waited for
+            conns = (self._conn,) if beat.is_alive() else (self._conn, self._hb_conn)
+            for conn in conns:
+                if conn is not None:
+                    conn.close()
+            if self._spool:
+                shutil.rmtree(self._spool, ignore_errors=True)
             os.close(self._wake_r)
             os.close(self._wake_w)
         return self._exit_reason or "stopped"
