@@ -36,6 +36,10 @@ from goq_core.wire import Wire, error_frame
 
 MAX_BATCH = 256  # frames taken per turn before committing and replying
 IDLE_WAKE = 0.5  # seconds: how often an idle server checks for a stop signal
+# The transport takes frames up to this much over max_frame, so that the wire sees a frame that is
+# too big, counts it and refuses it with a clear error; a larger one the transport cuts off itself
+# (the peer is disconnected and times out), uncounted.
+TOO_BIG_SLACK = 1 << 20
 
 _REFUSALS = {
     TOO_BIG: "refused: frame larger than the server's limit",
@@ -102,7 +106,7 @@ class Server:
         stored = self.store.load()
         self.kernel.restore(stored.jobs, stored.counters, time.time())
         transport = self.plugins.transport(self.settings.transport)
-        self.end = transport.listen(self.settings.address, self.options.max_frame)
+        self.end = transport.listen(self.settings.address, self.options.max_frame + TOO_BIG_SLACK)
         self.started = time.time()
 
     def close(self) -> None:
@@ -248,7 +252,9 @@ class Server:
 
 def _write_at(path: str, offset: int, data: bytes) -> None:
     if offset == 0:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        odir = os.path.dirname(path)
+        if not os.path.isdir(odir):
+            os.mkdir(odir)  # only the output directory: a vanished submit dir is not recreated
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
     else:
         flags = os.O_WRONLY | os.O_CREAT
