@@ -1,8 +1,9 @@
 """The `capnp` codec: Message <-> Cap'n Proto bytes, with the schema goq.capnp shipped beside
 this module. pycapnp is imported and the schema loaded only when a codec is made.
 
-Hostile input is bounded by a traversal limit in proportion to the frame's size, and every
-pycapnp failure comes out as CodecError. Strings travel as capnp Text, which must be valid
+Hostile input is bounded by a traversal limit in proportion to the frame's size and a check
+that lists of jobs and counters are no longer than honest elements could fill; every pycapnp
+failure comes out as CodecError. Strings travel as capnp Text, which must be valid
 UTF-8: a str with a lone surrogate (undecodable bytes from argv) cannot be encoded here and
 raises CodecError; the raw codec carries those.
 """
@@ -34,11 +35,14 @@ class CapnpCodec:
     """Encodes by setting fields one by one (several times faster than new_message(**dict)),
     leaving fields at their default unset."""
 
-    __slots__ = ("_message",)
+    __slots__ = ("_message", "_list_words")
     name = "capnp"
 
     def __init__(self, schema: Any | None = None) -> None:
-        self._message = (schema if schema is not None else load_schema()).Message
+        schema = schema if schema is not None else load_schema()
+        self._message = schema.Message
+        # the words each element of a list of jobs or counters occupies in an honest message
+        self._list_words = (_struct_words(schema.Job), _struct_words(schema.Counter))
 
     def encode(self, msg: Message) -> bytes:
         """The bytes of `msg`; CodecError if a field does not fit (int beyond int64, bad text)."""
@@ -104,7 +108,7 @@ class CapnpCodec:
         limit = len(data) // 8 + _SLACK_WORDS
         try:
             with self._message.from_bytes(data, traversal_limit_in_words=limit) as r:
-                return _read(r)
+                return _read(r, len(data) // 8, *self._list_words)
         except CodecError:
             raise
         except Exception as exc:
@@ -150,11 +154,22 @@ def _build_job(b: Any, job: Job) -> None:
         b.outBytes = job.out_bytes
 
 
-def _read(r: Any) -> Message:
+def _struct_words(struct_module: Any) -> int:
+    node = struct_module.schema.node.struct
+    return max(1, node.dataWordCount + node.pointerCount)
+
+
+def _read(r: Any, words: int, job_words: int, counter_words: int) -> Message:
     kind = _KINDS.get(r.kind)
     if kind is None:
         raise CodecError(f"unknown message kind {r.kind}")
-    pairs = [(c.name, c.value) for c in r.counters]  # each pointer is read once: see decode
+    # Lists of zero-sized structs cost one word each to traverse but a whole Job or counter in
+    # Python: refuse lists longer than honest elements could fill.
+    jobs = r.jobs
+    counters_r = r.counters
+    if len(jobs) * job_words > words or len(counters_r) * counter_words > words:
+        raise CodecError("capnp list longer than the message could hold")
+    pairs = [(c.name, c.value) for c in counters_r]  # each pointer is read once: see decode
     counters = dict(pairs)
     if len(counters) != len(pairs):
         raise CodecError("capnp message repeats a counter name")
@@ -172,7 +187,7 @@ def _read(r: Any) -> Message:
         offset=r.offset,
         data=bytes(r.data),
         text=r.text,
-        jobs=[_read_job(j) for j in r.jobs],
+        jobs=[_read_job(j) for j in jobs],
         counters=counters,
     )
 
