@@ -105,9 +105,9 @@ class PycryptodomeAesGcm:
         self._aes = AES
         self._ctr_mode = AES.MODE_CTR
         self._gcm_mode = AES.MODE_GCM
-        self._ghash = _Ghash.make(AES.new(self._key, AES.MODE_ECB).encrypt(_ZERO_BLOCK))
-        if not reuse:
-            self._ghash = None
+        self._ghash = None
+        if reuse:  # the GHASH key is E_K(0^128)
+            self._ghash = _Ghash.make(AES.new(self._key, AES.MODE_ECB).encrypt(_ZERO_BLOCK))
 
     @property
     def reuses_key_setup(self) -> bool:
