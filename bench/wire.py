@@ -137,12 +137,14 @@ def summary(run: Run, threads: int, server_in_process: bool) -> dict:
     return row
 
 
-def goq_calls(settings: Settings, key: bytes, plugins: Plugins, op: str):
-    """A factory of per-thread callables doing one `op` round trip through a goq Client."""
+def goq_calls(settings: Settings, key: bytes, plugins: Plugins, op: str, opened: list[Client]):
+    """A factory of per-thread callables doing one `op` round trip through a goq Client (each
+    Client made is added to `opened`, for the caller to close)."""
     job = Job(cmd="true", dir="/tmp", env=["PATH=/usr/bin:/bin", "HOME=/tmp"], host="h", user="u")
 
     def make() -> Callable[[], object]:
         client = Client(settings, key, plugins)
+        opened.append(client)
         if op == "stat":
             return lambda: client.call(Message(Kind.STAT, count=1))
         return lambda: client.call(Message(Kind.SUBMIT, jobs=[Job(**_fields(job))]))
@@ -164,6 +166,7 @@ def bench_combo(combo: str, n: int, ops: list[str]) -> dict:
     settings = combo_settings(home, port, combo)
     plugins = Plugins()
     rows = []
+    opened: list[Client] = []
     if settings.transport == "memory":
         server = make_server(settings, key, plugins)
         tid: list[int] = []
@@ -179,12 +182,14 @@ def bench_combo(combo: str, n: int, ops: list[str]) -> dict:
         try:
             for op in ops:
                 for threads in THREADS:
-                    calls = goq_calls(settings, key, plugins, op)
+                    calls = goq_calls(settings, key, plugins, op, opened)
                     run = timed(
                         threads, n // threads, calls, lambda: cpu_seconds(os.getpid(), tid[0])
                     )
                     rows.append({"op": op, **summary(run, threads, True)})
         finally:
+            for client in opened:
+                client.close()
             server._signalled = True  # what SIGTERM does in a server process
             thread.join(5)
             server.close()
@@ -205,10 +210,12 @@ def bench_combo(combo: str, n: int, ops: list[str]) -> dict:
             raise RuntimeError(f"server for {combo} did not start: {line!r}")
         for op in ops:
             for threads in THREADS:
-                calls = goq_calls(settings, key, plugins, op)
+                calls = goq_calls(settings, key, plugins, op, opened)
                 run = timed(threads, n // threads, calls, lambda: cpu_seconds(proc.pid))
                 rows.append({"op": op, **summary(run, threads, False)})
     finally:
+        for client in opened:
+            client.close()
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(5)
