@@ -139,7 +139,7 @@ def sub(obj: _Ctx, shell: bool, jobs_file, command: tuple[str, ...]) -> None:
             if not jobs:
                 raise GoqError(f"no job in {jobs_file.name}: every line is empty or a comment")
         else:
-            if not command or not command[0]:
+            if not command:
                 raise click.UsageError("no command given: try `goq sub CMD ARGS...`")
             jobs = [make_job(list(command), shell)]
         with obj.client() as client:
@@ -249,11 +249,19 @@ def version() -> None:
     click.echo(f"goq {__version__}")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI. Any error, usage errors included, is one line on stderr and exit status 1."""
     try:
-        cli(prog_name="goq")
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
+        cli.main(args=argv, prog_name="goq", standalone_mode=False)
+    except click.UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx is not None else "goq"
+        click.echo(f"goq: error: {exc.format_message()} (see `{where} --help`)", err=True)
+        sys.exit(1)
+    except click.ClickException as exc:
+        click.echo(f"goq: error: {exc.format_message()}", err=True)
+        sys.exit(1)
+    except (click.Abort, KeyboardInterrupt):
+        click.echo("goq: interrupted", err=True)
         sys.exit(130)
 
 

@@ -109,13 +109,7 @@ class NngServer:
             return False
 
     def close(self) -> None:
-        # nng has no linger: give replies queued just before (the ack of `goq shutdown`) a
-        # moment to leave before the socket goes.
-        time.sleep(_CLOSE_GRACE)
         self._sock.close()
-
-
-_CLOSE_GRACE = 0.05  # seconds
 
 
 class NngClient:

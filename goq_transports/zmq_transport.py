@@ -30,9 +30,11 @@ def _ms(timeout: float | None) -> int:
 class ZmqServer:
     """ROUTER listener; a peer handle is (connection identity, request id)."""
 
-    def __init__(self, ctx: zmq.Context, address: str, max_frame: int) -> None:
+    def __init__(self, address: str, max_frame: int) -> None:
         check_tcp_address(address)
         self.address = address
+        # A context of its own, terminated on close: that is what flushes the last replies.
+        self._ctx = ctx = zmq.Context()
         sock = ctx.socket(zmq.ROUTER)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
@@ -43,13 +45,14 @@ class ZmqServer:
             retry_in_use(lambda: sock.bind(address), _in_use)
         except zmq.ZMQError as exc:
             sock.close(0)
+            ctx.term()
             raise TransportError(f"cannot listen on {address}: {exc}") from None
 
     def recv(self, timeout: float | None) -> tuple[Hashable, bytes] | None:
         ms = _ms(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         sock = self._sock
-        if time.monotonic() - deadline + timeout > 0.005:  # send waited for a connection
+        if deadline is not None and time.monotonic() - deadline + timeout > 0.005:
             ms = _ms(max(0.0, deadline - time.monotonic()))
         while True:
             if ms != self._rcv_ms:
@@ -76,8 +79,10 @@ class ZmqServer:
             return False  # EHOSTUNREACH: client gone; EAGAIN: its queue is full
 
     def close(self) -> None:
-        # Linger a little so the last replies (e.g. the ack of `goq shutdown`) go out.
+        # Linger a little so the last replies (e.g. the ack of `goq shutdown`) go out; the
+        # context's term() waits for them (at most the linger).
         self._sock.close(linger=_CLOSE_LINGER_MS)
+        self._ctx.term()
 
 
 _CLOSE_LINGER_MS = 500
@@ -128,7 +133,7 @@ class ZmqClient:
             raise TransportTimeout(f"no server at {self.address} within {timeout:g} s") from None
         except zmq.ZMQError as exc:
             raise TransportError(f"zmq request to {self.address}: {exc}") from None
-        if time.monotonic() - deadline + timeout > 0.005:  # send waited for a connection
+        if deadline is not None and time.monotonic() - deadline + timeout > 0.005:
             ms = _ms(max(0.0, deadline - time.monotonic()))
         while True:
             if ms != self._rcv_ms:
@@ -167,7 +172,7 @@ class ZmqTransport:
         self._ctx = zmq.Context()
 
     def listen(self, address: str, max_frame: int = DEFAULT_MAX_FRAME) -> ZmqServer:
-        return ZmqServer(self._ctx, address, max_frame)
+        return ZmqServer(address, max_frame)
 
     def dial(self, address: str, max_frame: int = DEFAULT_MAX_FRAME) -> ZmqClient:
         return ZmqClient(self._ctx, address, max_frame)

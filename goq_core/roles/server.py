@@ -36,6 +36,7 @@ from goq_core.wire import Wire, error_frame
 
 MAX_BATCH = 256  # frames taken per turn before committing and replying
 IDLE_WAKE = 0.5  # seconds: how often an idle server checks for a stop signal
+CLOSE_GRACE = 0.2  # seconds between the last replies and closing the socket, at shutdown
 # The transport takes frames up to this much over max_frame, so that the wire sees a frame that is
 # too big, counts it and refuses it with a clear error; a larger one the transport cuts off itself
 # (the peer is disconnected and times out), uncounted.
@@ -111,6 +112,10 @@ class Server:
 
     def close(self) -> None:
         if self.end is not None:
+            if self._stop or self._signalled:
+                # Replies just sent (the ack of `goq shutdown`, GOING_AWAY to held requests)
+                # can be lost if the socket closes under them: give them a moment to leave.
+                time.sleep(CLOSE_GRACE)
             self.end.close()
             self.end = None
         if self.store is not None:
