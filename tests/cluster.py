@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-GOQ = [sys.executable, "-m", "goq_cli.main"]
+GOQ = [sys.executable, "-m", "goq_cli"]
 
 
 def free_port() -> int:

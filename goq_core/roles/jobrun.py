@@ -53,13 +53,16 @@ class JobRun:
         self._pidfd = -1
 
     @classmethod
-    def start(cls, job: Job, home: str, spool_dir: str) -> JobRun:
-        """Start `job` (attempt `job.attempt`) with its output in `spool_dir/<jobid>.<attempt>.out`.
+    def start(cls, job: Job, home: str, spool_dir: str, spool_name: str = "") -> JobRun:
+        """Start `job` (attempt `job.attempt`) with its output in `spool_dir/<spool_name>`
+        (default `<jobid>.<attempt>.out`; a worker running one job at a time reuses one name,
+        which spares a file creation and deletion per job).
 
         Runs in job.dir, or in `home` when that is not a directory here; with exactly the job's
         environment; stdin from /dev/null. Never raises for a command that cannot run.
         """
-        run = cls(job, os.path.join(spool_dir, f"{job.jobid}.{job.attempt}.out"))
+        name = spool_name or f"{job.jobid}.{job.attempt}.out"
+        run = cls(job, os.path.join(spool_dir, name))
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
         try:
             out = os.open(run.output_path, flags, 0o600)

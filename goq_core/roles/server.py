@@ -198,17 +198,18 @@ class Server:
         actions += self.kernel.handle(msg, peer, now)
 
     def _perform(self, actions: list[Action]) -> None:
-        """Commit, write outputs, then reply and notify: an ack never precedes its commit."""
+        """Write outputs, commit, then reply and notify: an ack never precedes its commit.
+        Outputs go first so that a crash between the two cannot leave a job finished in the
+        record with its output unwritten (its worker re-sends the result, which then counts)."""
         saves: dict[int, Job] = {}
         for a in actions:
             if isinstance(a, Save):
                 saves[a.job.jobid] = a.job
+            elif isinstance(a, WriteOutput):
+                self._write_output(a)
         if saves:
             assert self.store is not None
             self.store.save(list(saves.values()), self.kernel.durable_counters())
-        for a in actions:
-            if isinstance(a, WriteOutput):
-                self._write_output(a)
         assert self.end is not None
         hook = self.plugins.pm.hook
         for a in actions:
@@ -256,14 +257,15 @@ class Server:
 
 
 def _write_at(path: str, offset: int, data: bytes) -> None:
-    if offset == 0:
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if offset == 0 else 0)
+    try:
+        fd = os.open(path, flags, 0o644)
+    except FileNotFoundError:
         odir = os.path.dirname(path)
-        if not os.path.isdir(odir):
-            os.mkdir(odir)  # only the output directory: a vanished submit dir is not recreated
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-    else:
-        flags = os.O_WRONLY | os.O_CREAT
-    fd = os.open(path, flags, 0o644)
+        if os.path.isdir(odir) or not os.path.isdir(os.path.dirname(odir)):
+            raise
+        os.mkdir(odir)  # only the output directory: a vanished submit dir is not recreated
+        fd = os.open(path, flags, 0o644)
     try:
         if data:
             os.pwrite(fd, data, offset)

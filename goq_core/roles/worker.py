@@ -30,6 +30,7 @@ from goq_core.wire import Wire, error_text
 CHUNK = 1 << 20  # bytes of output per message
 FIRST_HEARTBEAT = 0.2  # seconds into a job before its first heartbeat (short jobs need none)
 MAX_BACKOFF = 2.0  # seconds between retries while the server is away
+SPOOL_NAME = "job.out"  # one job at a time, so one spool file, kept until its result is delivered
 
 
 class _Stopped(Exception):
@@ -141,8 +142,7 @@ class Worker:
         while True:
             reply = self._call(self._conn, ask, hold=ask.wait_ms > 0)
             if delivered is not None:  # any answer means the server has the result
-                delivered.discard_output()
-                delivered = None
+                delivered = None  # (its spool file is reused by the next job)
                 self.jobs_done += 1
                 if self.oneshot:
                     self._exit_reason = "oneshot: one job done"
@@ -171,7 +171,7 @@ class Worker:
 
     def _run(self, job: Job) -> JobRun:
         """Run one job to its end (or until killed); its output stays spooled until delivered."""
-        run = JobRun.start(job, self.settings.home, self._spool)
+        run = JobRun.start(job, self.settings.home, self._spool, SPOOL_NAME)
         running = _Running(run)
         if run.pgid:
             self._guardian.watch(run.pgid)
