@@ -526,3 +526,10 @@ def test_restore_rebuilds_queues_and_gives_running_jobs_two_heartbeats() -> None
 def test_durable_counters_include_next_job_id(d: Driver) -> None:
     d.submit("a", "b")
     assert d.kernel.durable_counters()["nextJobId"] == 3
+
+
+def test_waiting_jobs_share_equal_strings_to_keep_memory_small(d: Driver) -> None:
+    jobs = [Job(cmd="/bin/" + "echo", dir="/data/" + "x", host="h" * 3) for _ in range(3)]
+    d.send(Message(Kind.SUBMIT, jobs=jobs), "sub")
+    a, b, c = d.kernel.waiting.values()
+    assert a.cmd is b.cmd is c.cmd and a.dir is b.dir is c.dir and a.host is c.host

@@ -1,7 +1,8 @@
 """What the kernel asks its runtime to do. The runtime performs, for each batch of inputs:
-first every Save (one store transaction), then every WriteOutput, then every Reply and Notify.
+first every WriteOutput, then every Save (one store transaction), then every Reply and Notify.
 
-A reply is sent only after the store commit, so an acknowledged job is a durable job.
+A reply is sent only after the store commit, so an acknowledged job is a durable job; output is
+written before the commit, so a job recorded as finished has its output on disk.
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ from goq_core.kernel.replay import ReplayGuard
 from goq_core.messages import Job, Kind, Message
 
 _NS = 1_000_000_000
-_ENV_INTERN_LIMIT = 4096
+_INTERN_LIMIT = 16384
 _NEVER = float("inf")
 
 
@@ -101,7 +101,6 @@ class Kernel:
         self._silence = 2 * self.config.heartbeat_sec
         self._notify = self.config.notify
         self.next_jobid = 1
-        self.live: dict[int, Job] = {}  # every job not ended, by id
         self.waiting: OrderedDict[int, Job] = OrderedDict()  # oldest first
         self.running: dict[int, Job] = {}
         self.workers: dict[str, Worker] = {}
@@ -113,7 +112,7 @@ class Kernel:
         self.stopping = False
         self._timers: list[tuple[float, int, Held | Worker]] = []
         self._seq = count()
-        self._envs: dict[tuple[str, ...], list[str]] = {}
+        self._interned: dict = {}  # see _intern_fields
 
     # ----------------------------------------------------------------- restore and durable state
 
@@ -126,9 +125,8 @@ class Kernel:
         c.cancelled = counters.get("cancelledJobsCount", 0)
         c.requeued = counters.get("requeuedJobsCount", 0)
         for job in jobs:
-            job.env = self._intern_env(job.env)
+            self._intern_fields(job)
             self.next_jobid = max(self.next_jobid, job.jobid + 1)
-            self.live[job.jobid] = job
             if job.state == RUNNING:
                 self.running[job.jobid] = job
                 worker = self._worker(job.workerid, job.workerhost, now)
@@ -205,8 +203,11 @@ class Kernel:
                 out.append(Reply(peer, Message(Kind.ERROR, reply_to=msg.nonce, text=text)))
                 return
         for job in msg.jobs:  # a job with no env inherits the one before it (batches share one)
-            env = self._intern_env(job.env) if job.env else env
+            if job.env:
+                env = job.env
             job.env = env
+            self._intern_fields(job)
+            env = job.env
             job.jobid = self.next_jobid
             self.next_jobid += 1
             job.state = NEW  # whatever the client said
@@ -214,7 +215,6 @@ class Kernel:
             job.workerid = ""
             job.submit_ns = now_ns
             advance(job, "submit")
-            self.live[job.jobid] = job
             self.waiting[job.jobid] = job
             out.append(Save(job))
             if self._notify:
@@ -294,7 +294,7 @@ class Kernel:
 
     def _on_cancel(self, msg: Message, peer: Hashable, now: float, out: list[Action]) -> None:
         jobid = msg.jobid
-        job = self.live.get(jobid)
+        job = self._live(jobid)
         if job is None:
             self._about_ended(msg, peer, out, "job %d has already ended")
             return
@@ -314,7 +314,7 @@ class Kernel:
 
     def _on_wait(self, msg: Message, peer: Hashable, now: float, out: list[Action]) -> None:
         jobid = msg.jobid
-        if jobid in self.live:
+        if self._live(jobid) is not None:
             held = self._hold(peer, msg, Kind.WAIT, now)
             held.jobid = jobid
             self.waiters.setdefault(jobid, []).append(held)
@@ -422,7 +422,6 @@ class Kernel:
     def _end(self, job: Job, event: str, out: list[Action]) -> None:
         """Record the job's end, exactly once, and answer everyone waiting for it."""
         advance(job, event)
-        del self.live[job.jobid]
         if event == "finish":
             self.counters.finished += 1
         else:
@@ -554,15 +553,26 @@ class Kernel:
         else:
             out.append(ReplyStoredJob(peer, msg.nonce, jobid))
 
-    def _intern_env(self, env: list[str]) -> list[str]:
-        """Share one list between jobs with the same environment (bounded table)."""
-        key = tuple(env)
-        found = self._envs.get(key)
+    def _live(self, jobid: int) -> Job | None:
+        """The job if it has not ended (waiting or running), else None."""
+        job = self.waiting.get(jobid)
+        return job if job is not None else self.running.get(jobid)
+
+    def _intern_fields(self, job: Job) -> None:
+        """Share one object between jobs for equal environments, commands, directories, hosts
+        and users (a million waiting jobs mostly repeat these). The table is bounded."""
+        table = self._interned
+        if len(table) >= _INTERN_LIMIT:
+            table.clear()
+        key = tuple(job.env)
+        found = table.get(key)
         if found is None:
-            if len(self._envs) >= _ENV_INTERN_LIMIT:
-                self._envs.clear()
-            self._envs[key] = found = env
-        return found
+            table[key] = found = job.env
+        job.env = found
+        job.cmd = table.setdefault(job.cmd, job.cmd)
+        job.dir = table.setdefault(job.dir, job.dir)
+        job.host = table.setdefault(job.host, job.host)
+        job.user = table.setdefault(job.user, job.user)
 
     # ----------------------------------------------------------------------------- views
 
