@@ -529,7 +529,11 @@ def test_durable_counters_include_next_job_id(d: Driver) -> None:
 
 
 def test_waiting_jobs_share_equal_strings_to_keep_memory_small(d: Driver) -> None:
-    jobs = [Job(cmd="/bin/" + "echo", dir="/data/" + "x", host="h" * 3) for _ in range(3)]
+    def fresh(text: str) -> str:  # an equal string that is a distinct object
+        return "".join(list(text))
+
+    jobs = [Job(cmd=fresh("/bin/echo"), dir=fresh("/data/x"), host=fresh("hhh")) for _ in range(3)]
+    assert jobs[0].cmd is not jobs[1].cmd
     d.send(Message(Kind.SUBMIT, jobs=jobs), "sub")
     a, b, c = d.kernel.waiting.values()
     assert a.cmd is b.cmd is c.cmd and a.dir is b.dir is c.dir and a.host is c.host
