@@ -110,3 +110,76 @@ def test_lazy_plugins_scan_entry_points_only_for_a_name_not_built_in(
     plugins.transport("memory")
     assert "goq_pigeon" not in sys.modules  # a built-in name needed no scan
     assert plugins.transport("pigeon").name == "pigeon"
+
+
+class ReversedRawCodec:
+    """A third-party codec defined only here: goq's raw encoding, bytes reversed."""
+
+    name = "reversed-test"
+
+    def __init__(self) -> None:
+        from goq_codecs.raw import RawCodec
+
+        self._raw = RawCodec()
+
+    def encode(self, msg):
+        return self._raw.encode(msg)[::-1]
+
+    def decode(self, data):
+        return self._raw.decode(bytes(data)[::-1])
+
+
+class ReversedCodecPlugin:
+    @hookimpl
+    def goq_register_codecs(self, register):
+        register("reversed-test", ReversedRawCodec)
+
+
+def test_a_plugin_codec_carries_a_whole_session_without_touching_goq(tmp_path: Path) -> None:
+    """A ninth combination (zmq + a codec from a test plugin + aes-gcm): submit, stat and a
+    mismatch error, through a real server and client."""
+    import os
+    import threading
+
+    from goq_core.config import Settings
+    from goq_core.errors import RemoteError
+    from goq_core.messages import Job
+    from goq_core.roles.client import Client
+    from goq_core.roles.server import Server, ServerOptions
+    from tests.cluster import free_port
+
+    def plugins() -> Plugins:
+        pm = make_plugin_manager(load_entrypoints=False)
+        pm.register(ReversedCodecPlugin())
+        return Plugins(pm)
+
+    os.makedirs(tmp_path / ".goq")
+    settings = Settings(
+        home=str(tmp_path), jserv_ip="127.0.0.1", jserv_port=free_port(), codec="reversed-test"
+    )
+    key = os.urandom(32)
+    server = Server(settings, key, plugins(), ServerOptions(store="memory"))
+    server.open()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with Client(settings, key, plugins()) as client:
+            first, n = client.submit([Job(cmd="true", dir=str(tmp_path))])
+            assert (first, n) == (1, 1)
+            assert client.stat().counters["waitingJobs"] == 1
+        raw_settings = Settings(**{**_fields(settings), "codec": "raw"})
+        with Client(raw_settings, key, plugins()) as stranger, pytest.raises(RemoteError) as err:
+            stranger.stat()
+        assert "reversed-test" in str(err.value)
+        with Client(settings, key, plugins()) as client:
+            client.shutdown()
+        thread.join(10)
+        assert not thread.is_alive()
+    finally:
+        server.close()
+
+
+def _fields(settings) -> dict:
+    from dataclasses import fields
+
+    return {f.name: getattr(settings, f.name) for f in fields(settings)}
