@@ -193,13 +193,16 @@ class SqliteStore:
                     f"goq store {self.path} has schema version {version}, written by a newer"
                     f" goq; this goq knows versions up to {SCHEMA_VERSION}: upgrade goq"
                 )
+            if version == 0 and not create:  # before any PRAGMA that writes to the file
+                raise StoreError(
+                    f"goq store {self.path} is empty (no schema); refusing to start on an empty"
+                    " queue (restore the file, or run `goq init` in a fresh GOQ_HOME)"
+                )
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(f"PRAGMA synchronous={self.synchronous}")
             db.execute("PRAGMA cache_size=-32768")  # KiB: 32 MiB of page cache
             db.execute("PRAGMA temp_store=MEMORY")
             if version == 0:
-                if not create:
-                    raise StoreError(f"goq store {self.path} is empty (no schema)")
                 db.execute("BEGIN IMMEDIATE")  # two creators at once: the second sees v1
                 if db.execute("PRAGMA user_version").fetchone()[0] == 0:
                     for statement in filter(str.strip, _SCHEMA_V1.split(";")):
