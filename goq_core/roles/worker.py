@@ -177,7 +177,6 @@ class Worker:
             self._guardian.watch(run.pgid)
         with self._lock:
             self.current = running
-        self._wake()  # the heartbeat thread starts counting
         try:
             self._wait_job(running)
         finally:
