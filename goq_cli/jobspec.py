@@ -4,10 +4,7 @@ submit directory, environment, host and user of this shell.
 
 from __future__ import annotations
 
-import getpass
 import os
-import shlex
-import socket
 from collections.abc import Iterable
 
 from goq_core.errors import GoqError
@@ -22,11 +19,13 @@ def _here() -> tuple[str, list[str], str, str]:
             "the current directory no longer exists; cd somewhere and submit again"
         ) from None
     env = [f"{k}={v}" for k, v in os.environ.items()]
+    import pwd  # a built-in module: cheaper than getpass or socket on the `goq sub` path
+
     try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = str(os.getuid())
-    return cwd, env, socket.gethostname(), user
+        user = pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        user = os.environ.get("USER") or str(os.getuid())
+    return cwd, env, os.uname().nodename, user
 
 
 def make_job(argv: list[str], shell: bool) -> Job:
@@ -42,6 +41,8 @@ def make_job(argv: list[str], shell: bool) -> Job:
 def jobs_from_lines(lines: Iterable[str], shell: bool) -> list[Job]:
     """One job per non-empty line ('#' lines are comments). Without shell a line is split into
     argv with POSIX quoting rules (no pipes or redirections); with shell it runs under /bin/sh."""
+    import shlex
+
     cwd, env, host, user = _here()
     jobs: list[Job] = []
     for lineno, raw in enumerate(lines, 1):

@@ -18,7 +18,9 @@ def _command(job: Job, width: int = 60) -> str:
 
 
 def _duration(seconds: float) -> str:
-    seconds = max(0, int(seconds))
+    if seconds < 10:
+        return f"{max(0.0, seconds):.3f}s"
+    seconds = int(seconds)
     h, rest = divmod(seconds, 3600)
     m, s = divmod(rest, 60)
     return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s" if m else f"{s}s"
