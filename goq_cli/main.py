@@ -143,14 +143,16 @@ def sub(obj: _Ctx, shell: bool, jobs_file, command: tuple[str, ...]) -> None:
                 raise click.UsageError("no command given: try `goq sub CMD ARGS...`")
             jobs = [make_job(list(command), shell)]
         with obj.client() as client:
-            first, n = client.submit(jobs)
+            ranges = client.submit_many(jobs)
             address = client.settings.address
     except GoqError as exc:
         raise _fail(exc) from None
+    n = sum(count for _, count in ranges)
     if n == 1:
-        click.echo(f"submitted job {first} to server at {address}")
+        click.echo(f"submitted job {ranges[0][0]} to server at {address}")
     else:
-        click.echo(f"submitted jobs {first}..{first + n - 1} ({n} jobs) to server at {address}")
+        ids = ", ".join(f"{a}..{a + k - 1}" if k > 1 else str(a) for a, k in ranges)
+        click.echo(f"submitted jobs {ids} ({n} jobs) to server at {address}")
 
 
 @cli.command()

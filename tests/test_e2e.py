@@ -280,3 +280,12 @@ def test_wrong_key_is_a_clear_error(running: Cluster) -> None:
     line = _error_line(running.goq("sub", "true", env=env))
     assert "key" in line
     assert running.stat()["droppedBadSigCount"] == 1
+
+
+def test_large_batch_is_sent_in_chunks_and_gets_consecutive_ids(running: Cluster) -> None:
+    jobs = running.workdir / "many.txt"
+    jobs.write_text("".join(f"echo {i}\n" for i in range(12_000)))
+    out = running.ok("sub", "--file", str(jobs), timeout=60)
+    assert out.startswith("submitted jobs 1..12000 (12000 jobs)"), out
+    counters = running.stat()
+    assert counters["waitingJobs"] == 12_000 and counters["nextJobId"] == 12_001

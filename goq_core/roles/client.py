@@ -16,6 +16,7 @@ from goq_core.plugins import Plugins
 from goq_core.wire import Wire, error_text
 
 WAIT_HOLD_MS = 5000  # how long one WAIT request may be held by the server
+SUBMIT_CHUNK = 5000  # jobs per request in a batch submission
 
 
 class Client:
@@ -77,7 +78,7 @@ class Client:
 
     def submit(self, jobs: list[Job]) -> tuple[int, int]:
         """Submit jobs in one request; (first id, count). Jobs after the first that share its
-        environment are sent without it (the server fills it in)."""
+        environment are sent without it (the server fills it in): their `env` is emptied."""
         if not jobs:
             raise GoqError("no job to submit")
         shared = jobs[0].env
@@ -88,6 +89,19 @@ class Client:
         if reply.kind != Kind.SUBMITTED:
             raise GoqError(f"unexpected reply to submit: {reply.kind.name}")
         return reply.jobid, reply.count
+
+    def submit_many(self, jobs: list[Job], chunk: int = SUBMIT_CHUNK) -> list[tuple[int, int]]:
+        """Submit any number of jobs, `chunk` per request (each request is one commit, and no
+        frame nears the size limit). Returns the id ranges given, as (first, count), adjacent
+        ranges merged: other submitters can interleave between chunks."""
+        ranges: list[tuple[int, int]] = []
+        for start in range(0, len(jobs), chunk):
+            first, n = self.submit(jobs[start : start + chunk])
+            if ranges and ranges[-1][0] + ranges[-1][1] == first:
+                ranges[-1] = (ranges[-1][0], ranges[-1][1] + n)
+            else:
+                ranges.append((first, n))
+        return ranges
 
     def stat(self, count: int = 10) -> Message:
         return self.call(Message(Kind.STAT, count=count))
