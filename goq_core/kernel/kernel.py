@@ -113,6 +113,7 @@ class Kernel:
         self._timers: list[tuple[float, int, Held | Worker]] = []
         self._seq = count()
         self._interned: dict = {}  # see _intern_fields
+        self._last_env: tuple[list[str] | None, list[str]] = (None, [])
 
     # ----------------------------------------------------------------- restore and durable state
 
@@ -564,11 +565,14 @@ class Kernel:
         table = self._interned
         if len(table) >= _INTERN_LIMIT:
             table.clear()
-        key = tuple(job.env)
-        found = table.get(key)
-        if found is None:
-            table[key] = found = job.env
-        job.env = found
+        env = job.env
+        if env is not self._last_env[0]:  # batches and stored jobs repeat one list object
+            key = tuple(env)
+            found = table.get(key)
+            if found is None:
+                table[key] = found = env
+            self._last_env = (env, found)
+        job.env = self._last_env[1]
         job.cmd = table.setdefault(job.cmd, job.cmd)
         job.dir = table.setdefault(job.dir, job.dir)
         job.host = table.setdefault(job.host, job.host)
