@@ -1,0 +1,262 @@
+"""Processes for the benchmark suite: a goq server and workers on 127.0.0.1 in a temporary
+GOQ_HOME, run with a chosen `goq` command and stopped by PID; plus small /proc readers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from goq_core.config import Settings, load_settings
+from goq_core.keys import load_key
+from goq_core.plugins import Plugins
+from goq_core.roles.client import Client
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, what: str, every: float = 0.01):
+    """Poll until predicate() is truthy (returning it); RuntimeError after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = predicate()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(every)
+
+
+def rss_kib(pid: int) -> int:
+    """Resident set size of a process (VmRSS), KiB."""
+    return _status_field(pid, "VmRSS")
+
+
+def hwm_kib(pid: int) -> int:
+    """Peak resident set size of a process (VmHWM), KiB."""
+    return _status_field(pid, "VmHWM")
+
+
+def _status_field(pid: int, name: str) -> int:
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith(name + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no {name} in /proc/{pid}/status")
+
+
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(own utime+stime, reaped children's cutime+cstime) of a live process, seconds."""
+    with open(f"/proc/{pid}/stat") as fh:
+        rest = fh.read().rsplit(")", 1)[1].split()
+    own = (int(rest[11]) + int(rest[12])) / _TICK
+    children = (int(rest[13]) + int(rest[14])) / _TICK
+    return own, children
+
+
+def pgid_alive(pgid: int) -> bool:
+    """True while a process group has a live (non-zombie) member."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                fields = fh.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != b"Z":
+            return True
+    return False
+
+
+@dataclasses.dataclass(slots=True)
+class GoqInstall:
+    """Which interpreter and `goq` command the cluster's processes run, and how goq is
+    installed there ("editable", "regular" or "source")."""
+
+    python: str
+    goq: list[str]
+    install: str
+
+    @classmethod
+    def for_python(cls, python: str) -> GoqInstall:
+        script = Path(python).parent / "goq"
+        goq = [str(script)] if script.exists() else [python, "-m", "goq_cli.main"]
+        probe = (
+            "import importlib.metadata as m, json\n"
+            "try:\n"
+            "    d = json.loads(m.distribution('goq').read_text('direct_url.json') or '{}')\n"
+            "    print('editable' if d.get('dir_info', {}).get('editable') else 'regular')\n"
+            "except m.PackageNotFoundError:\n"
+            "    print('source')\n"
+        )
+        done = subprocess.run(
+            [python, "-c", probe],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+            cwd="/",  # not a checkout, whose goq.egg-info would answer instead
+        )
+        return cls(python, goq, done.stdout.strip())
+
+
+class BenchCluster:
+    """One goq server and its workers, all `goq` processes of `install`, on a free port."""
+
+    def __init__(
+        self,
+        root: Path,
+        install: GoqInstall,
+        transport: str = "zmq",
+        heartbeat: float = 1.0,
+    ) -> None:
+        self.root = root
+        self.install = install
+        self.home = root / "home"
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.workdir = root / "work"
+        self.workdir.mkdir(exist_ok=True)
+        self.port = free_port()
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("GOQ_")}
+        self.env.update(
+            GOQ_HOME=str(self.home),
+            GOQ_JSERV_IP="127.0.0.1",
+            GOQ_JSERV_PORT=str(self.port),
+            GOQ_TRANSPORT=transport,
+            GOQ_HEARTBEAT_SEC=str(heartbeat),
+            PYTHONUNBUFFERED="1",
+        )
+        self.server: subprocess.Popen | None = None
+        self.workers: list[subprocess.Popen] = []
+        self._procs: list[subprocess.Popen] = []
+        self._clients: list[Client] = []
+
+    # ------------------------------------------------------------------ one-shot commands
+
+    def goq(self, *args: str, timeout: float = 60, env: dict | None = None):
+        return subprocess.run(
+            [*self.install.goq, *args],
+            cwd=self.workdir,
+            env=env or self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
+
+    def ok(self, *args: str, timeout: float = 60, env: dict | None = None) -> str:
+        done = self.goq(*args, timeout=timeout, env=env)
+        if done.returncode != 0:
+            raise RuntimeError(f"goq {' '.join(args)} failed: {done.stderr}{done.stdout}")
+        return done.stdout
+
+    def init(self) -> None:
+        self.ok("init")
+
+    # ------------------------------------------------------------------ in-process client
+
+    def settings(self, sendtimeout_ms: int = 60_000) -> Settings:
+        return dataclasses.replace(load_settings(self.env), sendtimeout_ms=sendtimeout_ms)
+
+    def client(self, sendtimeout_ms: int = 60_000) -> Client:
+        """A Client in this process (closed by close() if not before)."""
+        settings = self.settings(sendtimeout_ms)
+        client = Client(settings, load_key(settings.home), Plugins(lazy=True))
+        self._clients.append(client)
+        return client
+
+    def db_path(self) -> str:
+        return str(self.home / ".goq" / "goq.db")
+
+    # ------------------------------------------------------------------ long-running roles
+
+    def spawn(self, *args: str, log: str) -> subprocess.Popen:
+        with open(self.root / log, "ab") as out:
+            proc = subprocess.Popen(
+                [*self.install.goq, *args],
+                cwd=self.workdir,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        self._procs.append(proc)
+        return proc
+
+    def start_server(self, timeout: float = 120) -> float:
+        """Start `goq serve`; returns seconds from spawn to its first answer to a STAT."""
+        t0 = time.monotonic()
+        self.server = self.spawn("serve", log="server.log")
+        wait_for(self._server_up, timeout, "the server to answer STAT", every=0.005)
+        return time.monotonic() - t0
+
+    def _server_up(self) -> bool:
+        assert self.server is not None
+        if self.server.poll() is not None:
+            raise RuntimeError(f"server exited: {self.log('server.log')[-2000:]}")
+        settings = self.settings(sendtimeout_ms=200)
+        try:
+            with Client(settings, load_key(settings.home), Plugins(lazy=True)) as client:
+                client.stat(0)
+        except Exception:
+            return False
+        return True
+
+    def stop_server(self, timeout: float = 60) -> float:
+        """SIGTERM the server and wait for it to exit; returns the seconds that took."""
+        assert self.server is not None
+        t0 = time.monotonic()
+        self.stop(self.server, signal.SIGTERM, timeout)
+        self.server = None
+        return time.monotonic() - t0
+
+    def start_worker(self, n: int = 1) -> list[subprocess.Popen]:
+        """Start n `goq work` processes and wait until the server holds a request from each."""
+        client = self.client()
+        before = client.stat(0).counters.get("waitingWorkers", 0)
+        new = [self.spawn("work", log=f"worker{len(self.workers) + i}.log") for i in range(n)]
+        self.workers += new
+        wait_for(
+            lambda: client.stat(0).counters.get("waitingWorkers", 0) >= before + n,
+            60,
+            f"{n} worker(s) to ask for work",
+            every=0.02,
+        )
+        return new
+
+    def log(self, name: str) -> str:
+        path = self.root / name
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def stop(self, proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 10) -> None:
+        if proc.poll() is None:
+            proc.send_signal(sig)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+
+    def close(self) -> None:
+        for client in self._clients:
+            client.close()
+        self._clients.clear()
+        for proc in reversed(self._procs):
+            self.stop(proc, signal.SIGTERM, timeout=10)
+
+    def logs_tail(self) -> str:
+        return json.dumps({p.name: self.log(p.name)[-500:] for p in self.root.glob("*.log")})

@@ -1,0 +1,102 @@
+"""The benchmark suite runs end to end: `bench/suite.py --quick` starts a real cluster and prints
+one JSON document with every section filled with numbers (timings are not judged here).
+"""
+
+from __future__ import annotations
+
+import json
+import numbers
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+SUITE = Path(__file__).resolve().parent.parent / "bench" / "suite.py"
+SECTIONS = ("dispatch", "drain", "submit", "scale", "recovery")
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+@pytest.fixture(scope="module")
+def report() -> dict:
+    done = subprocess.run(
+        [sys.executable, str(SUITE), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    return json.loads(done.stdout)
+
+
+def test_quick_suite_reports_every_section_for_zmq(report: dict) -> None:
+    assert report["meta"]["quick"] is True
+    assert report["meta"]["goq"]["install"] in ("editable", "regular", "source")
+    assert set(report["transports"]) == {"zmq"}
+    assert set(SECTIONS) <= set(report["transports"]["zmq"])
+
+
+def test_baseline_rates_are_positive_numbers(report: dict) -> None:
+    base = report["baseline"]
+    for name in (
+        "spawn_true_per_s_1proc",
+        "spawn_true_per_s_2procs",
+        "spawn_worker_like_per_s_2procs",
+        "python_c_pass_ms",
+    ):
+        assert _is_number(base[name]) and base[name] > 0, name
+
+
+def test_dispatch_latencies_are_summaries_of_every_job(report: dict) -> None:
+    dispatch = report["transports"]["zmq"]["dispatch"]
+    n = report["meta"]["sizes"]["latency_jobs"]
+    for way in ("cli", "api"):
+        for measure, stats in dispatch[way].items():
+            assert stats["n"] == n, (way, measure)
+            assert all(_is_number(stats[k]) for k in ("p50", "p99", "min", "max")), measure
+            assert stats["min"] <= stats["p50"] <= stats["p99"] <= stats["max"], measure
+        # the worker stamps a start after the server accepted the job, never before
+        assert dispatch[way]["start_after_accept_ms"]["min"] > 0
+
+
+def test_drain_ran_every_job_and_compares_to_the_spawn_rate(report: dict) -> None:
+    drain = report["transports"]["zmq"]["drain"]
+    assert drain["jobs"] == report["meta"]["sizes"]["drain_jobs"]
+    assert drain["workers"] == 2
+    for name in ("jobs_per_s", "ratio_to_spawn_true_2procs", "server_cpu_us_per_job"):
+        assert _is_number(drain[name]) and drain[name] >= 0, name
+    assert drain["jobs_per_s"] > 0
+
+
+def test_submit_and_scale_figures_are_numbers(report: dict) -> None:
+    r = report["transports"]["zmq"]
+    for name in ("goq_sub_p50_ms", "ratio_to_python_c_pass", "batch_cli_jobs_per_s"):
+        assert _is_number(r["submit"][name]) and r["submit"][name] > 0, name
+    levels = r["scale"]["levels"]
+    assert [p["level"] for p in levels] == list(report["meta"]["sizes"]["scale_levels"])
+    for point in levels:
+        assert point["waiting"] >= point["level"]
+        assert _is_number(point["rss_mib"]) and point["rss_mib"] > 0
+        assert _is_number(point["stat_cli_ms"]) and point["stat_cli_ms"] > 0
+    assert r["scale"]["after_restart"]["waiting"] == levels[-1]["waiting"]
+    assert _is_number(r["scale"]["restart_s"])
+
+
+def test_recovery_reran_the_job_once_after_killing_its_first_run(report: dict) -> None:
+    recovery = report["transports"]["zmq"]["recovery"]
+    assert recovery["trials"], "no trial"
+    for trial in recovery["trials"]:
+        assert _is_number(trial["rerun_after_kill_s"]) and trial["rerun_after_kill_s"] > 0
+        assert trial["first_attempt_killed"] is True
+        assert trial["runs_recorded"] == 2
+
+
+def test_targets_name_a_value_and_a_verdict(report: dict) -> None:
+    assert report["targets"]
+    for row in report["targets"]:
+        assert _is_number(row["value"]) and isinstance(row["met"], bool), row
