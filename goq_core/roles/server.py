@@ -11,8 +11,10 @@ from __future__ import annotations
 import fcntl
 import os
 import signal
+import sys
 import time
 from collections.abc import Hashable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from goq_core.config import Settings, settings_dir
@@ -36,6 +38,7 @@ from goq_core.wire import Wire, error_frame
 
 MAX_BATCH = 256  # frames taken per turn before committing and replying
 IDLE_WAKE = 0.5  # seconds: how often an idle server checks for a stop signal
+OUTPUT_WRITERS = 8  # threads writing the output files of one batch side by side
 CLOSE_GRACE = 0.2  # seconds between the last replies and closing the socket, at shutdown
 # The transport takes frames up to this much over max_frame, so that the wire sees a frame that is
 # too big, counts it and refuses it with a clear error; a larger one the transport cuts off itself
@@ -93,6 +96,7 @@ class Server:
         self.store: Store | None = None
         self.end: ServerEnd | None = None
         self._lock_fd = -1
+        self._writers: ThreadPoolExecutor | None = None
         self._stop = False
         self._signalled = False
         self.started = 0.0
@@ -121,6 +125,9 @@ class Server:
         if self.store is not None:
             self.store.close()
             self.store = None
+        if self._writers is not None:
+            self._writers.shutdown()
+            self._writers = None
         if self._lock_fd >= 0:
             os.close(self._lock_fd)
             self._lock_fd = -1
@@ -202,11 +209,19 @@ class Server:
         Outputs go first so that a crash between the two cannot leave a job finished in the
         record with its output unwritten (its worker re-sends the result, which then counts)."""
         saves: dict[int, Job] = {}
+        writes: list[WriteOutput] = []
         for a in actions:
             if isinstance(a, Save):
                 saves[a.job.jobid] = a.job
             elif isinstance(a, WriteOutput):
-                self._write_output(a)
+                writes.append(a)
+        if len(writes) == 1:
+            self._write_output(writes[0])
+        elif writes:  # several jobs' outputs (several files): creating files is slow, overlap it
+            if self._writers is None:
+                self._writers = ThreadPoolExecutor(OUTPUT_WRITERS, thread_name_prefix="goq-out")
+            for _ in self._writers.map(self._write_output, writes):
+                pass
         if saves:
             assert self.store is not None
             self.store.save(list(saves.values()), self.kernel.durable_counters())
@@ -250,9 +265,11 @@ class Server:
                 return
             except OSError:
                 continue
-        # neither is writable: the job's record still ends; the output is lost, say so once
+        # neither is writable: the job's record still ends; its output is lost: log it
         print(
-            f"goq server: cannot write output of job {a.job.jobid} under {a.job.dir} or $GOQ_HOME"
+            f"goq server: cannot write output of job {a.job.jobid} under {a.job.dir} or $GOQ_HOME",
+            file=sys.stderr,
+            flush=True,
         )
 
 
