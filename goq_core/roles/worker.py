@@ -254,7 +254,9 @@ class Worker:
             while time.monotonic() - started < FIRST_HEARTBEAT:
                 if self._stopping.wait(0.02) or self.current is not running:
                     break
-            if self.current is not running or running.run.poll() is not None:
+            # exit_status, not poll(): only the main thread reaps the job (poll() closes the
+            # pidfd the main thread is waiting on in select)
+            if self.current is not running or running.run.exit_status is not None:
                 continue
             beat = Message(
                 Kind.HEARTBEAT,
