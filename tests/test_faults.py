@@ -25,11 +25,14 @@ pytestmark = pytest.mark.slow
 
 HEARTBEAT = 1.0
 DRAIN_JOBS = 2000
+# the cheaper tests run on nng too (the 2,000-job drain and the store tests on zmq only)
+BOTH_TRANSPORTS = pytest.mark.parametrize("cluster", ["zmq", "nng"], indirect=True)
 
 
-@pytest.fixture(params=["zmq"])
+@pytest.fixture
 def cluster(request: pytest.FixtureRequest, tmp_path: Path):
-    c = Cluster(tmp_path, transport=request.param, heartbeat=HEARTBEAT)
+    """A cluster on zmq, or on the transport a test names with BOTH_TRANSPORTS."""
+    c = Cluster(tmp_path, transport=getattr(request, "param", "zmq"), heartbeat=HEARTBEAT)
     c.init()
     try:
         yield c
@@ -72,8 +75,9 @@ def _read_pid(path: Path, timeout: float = 15) -> int:
     return int(path.read_text().split()[0])
 
 
-def _report(what: str, **figures: object) -> None:
-    print(f"\n[faults] {what}: " + ", ".join(f"{k}={v}" for k, v in figures.items()))
+def _report(c: Cluster, what: str, **figures: object) -> None:
+    where = c.env["GOQ_TRANSPORT"]
+    print(f"\n[faults {where}] {what}: " + ", ".join(f"{k}={v}" for k, v in figures.items()))
 
 
 # ----------------------------------------------------------------------------- server kill -9
@@ -115,6 +119,7 @@ def test_server_sigkilled_mid_drain_loses_no_job_and_finishes_none_twice(cluster
     ran = _runs(runs)
     assert set(ran) == set(range(1, DRAIN_JOBS + 1))  # at least once each
     _report(
+        cluster,
         "server kill -9 mid-drain",
         jobs=DRAIN_JOBS,
         finished_at_kill=finished_at_kill,
@@ -131,6 +136,7 @@ def test_server_sigkilled_mid_drain_loses_no_job_and_finishes_none_twice(cluster
 # ----------------------------------------------------------------------------- worker kill -9
 
 
+@BOTH_TRANSPORTS
 def test_job_of_sigkilled_worker_dies_with_it_and_reruns_on_an_idle_worker_within_two_heartbeats(
     cluster: Cluster,
 ) -> None:
@@ -162,6 +168,7 @@ def test_job_of_sigkilled_worker_dies_with_it_and_reruns_on_an_idle_worker_withi
     # design target: 2 heartbeats + 0.5 s; generous here because the machine is shared
     assert requeued_after <= 2 * HEARTBEAT + 2.0, requeued_after
     _report(
+        cluster,
         "worker kill -9 mid-job",
         heartbeat_s=HEARTBEAT,
         job_tree_dead_after_s=round(died_after, 3),
@@ -169,6 +176,7 @@ def test_job_of_sigkilled_worker_dies_with_it_and_reruns_on_an_idle_worker_withi
     )
 
 
+@BOTH_TRANSPORTS
 def test_late_result_of_a_partitioned_worker_is_stale_and_does_not_finish_the_job_again(
     cluster: Cluster,
 ) -> None:
@@ -198,12 +206,13 @@ def test_late_result_of_a_partitioned_worker_is_stale_and_does_not_finish_the_jo
     assert counters["finishedJobsCount"] == 1 and counters["requeuedJobsCount"] == 1
     assert cluster.output(jobid) == f"attempt-{second}\n"  # the late output is not written
     assert frozen.poll() is None  # and the thawed worker goes on serving
-    _report("worker frozen mid-job", rerun_started_after_s=round(requeued_after, 3))
+    _report(cluster, "worker frozen mid-job", rerun_started_after_s=round(requeued_after, 3))
 
 
 # ----------------------------------------------------------------------------- server away
 
 
+@BOTH_TRANSPORTS
 @pytest.mark.parametrize("how", ["sigkill", "shutdown"])
 def test_job_that_ends_while_the_server_is_down_is_delivered_when_it_is_back(
     cluster: Cluster, how: str
@@ -227,7 +236,11 @@ def test_job_that_ends_while_the_server_is_down_is_delivered_when_it_is_back(
     assert len(runs.read_text().split()) == 1  # it ran once: no rerun
     counters = cluster.stat()
     assert counters["finishedJobsCount"] == 1 and counters["requeuedJobsCount"] == 0
-    _report(f"job ended during server outage ({how})", delivered_after_s=round(delivered_after, 3))
+    _report(
+        cluster,
+        f"job ended during server outage ({how})",
+        delivered_after_s=round(delivered_after, 3),
+    )
 
 
 _RUNNING_LINE = re.compile(r"^\s+(\d+)\s+\S+\s+on (\S+)\s+(.*)$")
@@ -266,6 +279,7 @@ def _stat_view(c: Cluster) -> tuple[dict[str, int], list[tuple], list[tuple]]:
     return counters, running, waiting
 
 
+@BOTH_TRANSPORTS
 def test_clean_shutdown_and_restart_keep_counters_and_job_lists(cluster: Cluster) -> None:
     cluster.start_server()
     cluster.start_worker()
