@@ -102,6 +102,10 @@ def test_server_sigkilled_mid_drain_loses_no_job_and_finishes_none_twice(cluster
     assert finished_at_kill < DRAIN_JOBS, "the drain ended before the kill: nothing tested"
     cluster.start_server()
     back_at = time.monotonic()
+    wait_for(
+        lambda: _states(cluster)[JobState.FINISHED] > finished_at_kill, 30, "the drain to resume"
+    )
+    resumed_at = time.monotonic()
     wait_for(lambda: _states(cluster)[JobState.FINISHED] == DRAIN_JOBS, 180, "every job to finish")
     recovered = time.monotonic() - killed_at
     counters = cluster.stat()
@@ -129,6 +133,7 @@ def test_server_sigkilled_mid_drain_loses_no_job_and_finishes_none_twice(cluster
         stale_results=counters.get("staleResultCount", 0),
         requeued=counters.get("requeuedJobsCount", 0),
         restart_s=round(back_at - killed_at, 2),
+        kill_to_drain_resumed_s=round(resumed_at - killed_at, 2),
         kill_to_all_done_s=round(recovered, 2),
     )
 
