@@ -559,6 +559,26 @@ def targets(results: dict) -> list[dict]:
     return rows
 
 
+# ------------------------------------------------------------------------------ report
+
+
+def markdown(doc: dict) -> str:
+    """The targets of a suite run as a markdown table (one column per transport)."""
+    transports = list(doc["transports"])
+    measures: dict[str, dict] = {}
+    for row in doc["targets"]:
+        measures.setdefault(row["measure"], {"target": row["target"]})[row["transport"]] = row
+    head = "| measure | " + " | ".join(transports) + " | target |"
+    lines = [head, "|---|" + "---:|" * len(transports) + "---|"]
+    for measure, cells in measures.items():
+        values = []
+        for t in transports:
+            row = cells.get(t)
+            values.append(f"{row['value']:g} {'✓' if row['met'] else '✗'}" if row else "")
+        lines.append(f"| {measure} | " + " | ".join(values) + f" | {cells['target']} |")
+    return "\n".join(lines)
+
+
 # ------------------------------------------------------------------------------ main
 
 
@@ -593,7 +613,12 @@ def main(argv: list[str] | None = None) -> int:
         "created or refreshed first",
     )
     ap.add_argument("--python", help="run goq processes with this interpreter's goq")
+    ap.add_argument("--table-from", metavar="JSON", help="print the targets table of a saved run")
     args = ap.parse_args(argv)
+    if args.table_from:
+        with open(args.table_from) as fh:
+            print(markdown(json.load(fh)))
+        return 0
     sizes = QUICK if args.quick else FULL
     transports = (args.transports or ("zmq" if args.quick else "zmq,nng")).split(",")
     if args.install_venv:
