@@ -600,6 +600,27 @@ def machine() -> dict:
     }
 
 
+def _commit() -> str:
+    """The checkout's commit, with "+dirty" when its tracked files have changes."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes, zmq only (CI smoke test)")
@@ -631,6 +652,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = {
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "machine": machine(),
+        "commit": _commit(),
         "goq": dataclasses.asdict(install),
         "plugins": {"codec": "raw", "cipher": "aes-gcm", "store": "sqlite"},
         "quick": args.quick,
