@@ -231,7 +231,7 @@ def test_result_with_more_wanted_is_held_when_queue_is_empty(d: Driver) -> None:
     assert d.kernel.stat_counters()["waitingWorkers"] == 1
 
 
-def test_repeated_result_is_stale_and_does_not_finish_twice(d: Driver) -> None:
+def test_repeated_result_is_a_counted_duplicate_and_does_not_finish_twice(d: Driver) -> None:
     jobid = d.submit("x")
     d.ask_work("w1")
     d.result("w1", jobid, 1)
@@ -239,7 +239,21 @@ def test_repeated_result_is_stale_and_does_not_finish_twice(d: Driver) -> None:
     assert one_reply(out, "w1").kind == Kind.ACK
     assert not [a for a in out if isinstance(a, (Save, WriteOutput, Notify))]
     counters = d.kernel.stat_counters()
-    assert counters["finishedJobsCount"] == 1 and counters["staleResultCount"] == 1
+    assert counters["finishedJobsCount"] == 1 and counters["duplicateResultCount"] == 1
+    assert counters["staleResultCount"] == 0
+
+
+def test_worker_asking_again_after_a_lost_dispatch_gets_the_same_run_not_a_requeue(
+    d: Driver,
+) -> None:
+    a = d.submit("a")
+    d.submit("b")
+    d.ask_work("w1", peer="given-up")  # the JOB reply to this request never reaches w1
+    assert one_reply(d.actions, "given-up").jobs[0].jobid == a
+    again = one_reply(d.ask_work("w1", peer="fresh"), "fresh")
+    assert (again.kind, again.jobid, again.attempt) == (Kind.JOB, a, 1)
+    counters = d.kernel.stat_counters()
+    assert counters["requeuedJobsCount"] == 0 and counters["waitingJobs"] == 1
 
 
 def test_output_chunks_of_current_attempt_are_written_and_stale_ones_dropped(d: Driver) -> None:

@@ -88,6 +88,7 @@ class Counters:
     cancelled: int = 0
     requeued: int = 0
     stale_results: int = 0
+    duplicate_results: int = 0
     stale_output: int = 0
     drops: dict[str, int] = field(default_factory=dict)
 
@@ -229,9 +230,16 @@ class Kernel:
         if worker.doomed:
             self._exit(worker, peer, msg.nonce, out)
             return
-        if worker.jobid:  # it says it is idle, so the job it had is not running there
-            self._requeue(worker, now, out)
         self._release_hold(worker, out)
+        if worker.jobid:  # it says it is idle, so the job we handed it is not running there:
+            job = self.running.get(worker.jobid)  # our reply went to a request it gave up on
+            if job is not None and job.attempt == worker.attempt:
+                again = Message(
+                    Kind.JOB, reply_to=msg.nonce, jobid=job.jobid, attempt=job.attempt, jobs=[job]
+                )
+                out.append(Reply(peer, again))  # so hand the same run again, on this request
+                return
+            self._requeue(worker, now, out)
         if self.waiting:  # then no worker is idle (else they would have the job): take it now
             self._start(self.waiting.popitem(last=False)[1], worker, peer, msg.nonce, now, out)
             return
@@ -272,7 +280,14 @@ class Kernel:
         worker = self._worker(msg.workerid, msg.host, now)
         job = self._current_run(msg, worker)
         if job is None or not msg.jobs:
-            self.counters.stale_results += 1
+            ended = self.ended.get(msg.jobid)
+            if ended is not None and (ended.attempt, ended.workerid) == (
+                msg.attempt,
+                worker.workerid,
+            ):
+                self.counters.duplicate_results += 1  # a re-sent copy of a result we have
+            else:
+                self.counters.stale_results += 1
         else:
             outcome = msg.jobs[0]
             if msg.data or msg.offset == 0:
@@ -591,6 +606,7 @@ class Kernel:
             "cancelledJobsCount": c.cancelled,
             "requeuedJobsCount": c.requeued,
             "staleResultCount": c.stale_results,
+            "duplicateResultCount": c.duplicate_results,
             "staleOutputCount": c.stale_output,
             "nextJobId": self.next_jobid,
             "waiters": sum(len(w) for w in self.waiters.values()),

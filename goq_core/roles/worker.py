@@ -73,6 +73,7 @@ class Worker:
         self._exit_reason = ""
         self._guardian = Guardian()
         self._spool = ""
+        self._transport = None
         self._conn: ClientEnd | None = None
         self._hb_conn: ClientEnd | None = None
 
@@ -101,7 +102,7 @@ class Worker:
 
     def run(self) -> str:
         """Serve jobs until stopped; returns why it stopped."""
-        transport = self.plugins.transport(self.settings.transport)
+        transport = self._transport = self.plugins.transport(self.settings.transport)
         beat = threading.Thread(target=self._heartbeats, name="goq-heartbeat", daemon=True)
         try:
             self._guardian.start()
@@ -140,7 +141,7 @@ class Worker:
         ask = self._ask_for_work()
         delivered: JobRun | None = None  # whose result `ask` carries
         while True:
-            reply = self._call(self._conn, ask, hold=ask.wait_ms > 0)
+            reply = self._call(ask, hold=ask.wait_ms > 0)
             if delivered is not None:  # any answer means the server has the result
                 delivered = None  # (its spool file is reused by the next job)
                 self.jobs_done += 1
@@ -217,7 +218,7 @@ class Worker:
                 offset=offset,
                 data=chunk,
             )
-            reply = self._call(self._conn, out, hold=False)
+            reply = self._call(out, hold=False)
             offset += len(chunk)
             if reply.text == "stale":
                 offset = size  # the server does not want this run's output
@@ -269,7 +270,10 @@ class Worker:
             try:
                 reply = self._request(self._hb_conn, beat, hold + self.send_timeout)
             except TransportError:
-                self._stopping.wait(0.2)  # server away: the job keeps running
+                # server away (the job keeps running); a fresh connection avoids waiting out
+                # TCP's retransmit back-off on a link that was cut
+                self._hb_conn = self._redial(self._hb_conn)
+                self._stopping.wait(0.2)
                 continue
             except GoqError as exc:
                 self.log(f"goq worker: heartbeat refused: {exc}")
@@ -285,8 +289,10 @@ class Worker:
 
     # ------------------------------------------------------------------------------ requests
 
-    def _call(self, conn: ClientEnd, msg: Message, hold: bool) -> Message:
-        """Send until answered, backing off while the server is away; a stop ends the wait."""
+    def _call(self, msg: Message, hold: bool) -> Message:
+        """Send on the main connection until answered, backing off while the server is away;
+        a stop ends the wait. After a timeout the connection is made afresh, so that copies
+        queued on a dead link are dropped rather than delivered in a burst when it heals."""
         backoff = 0.05
         timeout = self.send_timeout + (self.hold_ms / 1000 if hold else 0)
         warned = False
@@ -294,14 +300,19 @@ class Worker:
             if self._stopping.is_set():
                 raise _Stopped
             try:
-                return self._request(conn, msg, timeout)
+                return self._request(self._conn, msg, timeout)
             except TransportError as exc:
+                self._conn = self._redial(self._conn)
                 if not warned:
                     where = self.settings.address
                     self.log(f"goq worker: server at {where} not answering ({exc}); retrying")
                     warned = True
                 self._pause(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
+
+    def _redial(self, conn: ClientEnd) -> ClientEnd:
+        conn.close()
+        return self._transport.dial(self.settings.address)
 
     def _request(self, conn: ClientEnd, msg: Message, timeout: float) -> Message:
         frame = conn.request(self.wire.pack(msg), timeout)
