@@ -1,8 +1,10 @@
 """What the kernel asks its runtime to do. The runtime performs, for each batch of inputs:
-first every WriteOutput, then every Save (one store transaction), then every Reply and Notify.
+first the Replies that dispatch a job (JOB), then every WriteOutput, then every Save (one store
+transaction), then every other Reply and Notify.
 
-A reply is sent only after the store commit, so an acknowledged job is a durable job; output is
-written before the commit, so a job recorded as finished has its output on disk.
+Any other reply is sent only after the store commit, so an acknowledged job is a durable job;
+output is written before the commit, so a job recorded as finished has its output on disk. A
+dispatch may precede the commit: a crash in between only means the job runs again.
 """
 
 from __future__ import annotations

@@ -205,9 +205,14 @@ class Server:
         actions += self.kernel.handle(msg, peer, now)
 
     def _perform(self, actions: list[Action]) -> None:
-        """Write outputs, commit, then reply and notify: an ack never precedes its commit.
-        Outputs go first so that a crash between the two cannot leave a job finished in the
-        record with its output unwritten (its worker re-sends the result, which then counts)."""
+        """Hand out dispatched jobs, write outputs, commit, then every other reply and notify.
+
+        An acknowledgement never precedes its commit. Outputs are written before the commit,
+        so a job is never recorded finished with its output unwritten. Dispatches (JOB replies)
+        alone go first, so that the worker starts its next job while this one's output and
+        record are written: if the server dies before the commit, the store still has the
+        dispatched job waiting and the reported one running, and both simply run again after
+        the restart (at-least-once; nothing is lost or finished twice)."""
         saves: dict[int, Job] = {}
         writes: list[WriteOutput] = []
         for a in actions:
@@ -215,6 +220,8 @@ class Server:
                 saves[a.job.jobid] = a.job
             elif isinstance(a, WriteOutput):
                 writes.append(a)
+            elif isinstance(a, Reply) and a.msg.kind == Kind.JOB:
+                self._reply(a.peer, a.msg)
         if len(writes) == 1:
             self._write_output(writes[0])
         elif writes:  # several jobs' outputs (several files): creating files is slow, overlap it
@@ -229,7 +236,8 @@ class Server:
         hook = self.plugins.pm.hook
         for a in actions:
             if isinstance(a, Reply):
-                self._reply(a.peer, a.msg)
+                if a.msg.kind != Kind.JOB:
+                    self._reply(a.peer, a.msg)
             elif isinstance(a, ReplyStoredJob):
                 self._reply_stored(a)
             elif isinstance(a, Notify):
