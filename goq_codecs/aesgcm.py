@@ -10,9 +10,9 @@ move, it falls back to a GCM object per message (same bytes, just slower).
 
 from __future__ import annotations
 
-import hmac
 import os
 import struct
+from _operator import _compare_digest  # hmac.compare_digest, without importing hashlib
 from typing import Any
 
 from goq_core.errors import CipherError
@@ -144,7 +144,7 @@ class PycryptodomeAesGcm:
             hashed = self._ghash.digest(aad, ct)
             ctr = self._aes.new(self._key, self._ctr_mode, nonce=nonce, initial_value=1)
             out = ctr.decrypt(_ZERO_BLOCK + ct)
-            if not hmac.compare_digest(_xor16(out[:16], hashed), tag):
+            if not _compare_digest(_xor16(out[:16], hashed), tag):
                 raise CipherError(_BAD_TAG)
             return out[16:]
         except CipherError:

@@ -49,6 +49,8 @@ class ZmqServer:
             raise TransportError(f"cannot listen on {address}: {exc}") from None
 
     def recv(self, timeout: float | None) -> tuple[Hashable, bytes] | None:
+        if timeout == 0 and not self._sock.poll(0, zmq.POLLIN):
+            return None  # the server's "anything else queued?" check: no exception to build
         ms = _ms(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         sock = self._sock

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from goq_core.hookspecs import Register, hookimpl
 from goq_core.interfaces import Store
-from goq_core.stores.memory import MemoryStoreFactory
 
 
 def sqlite_store(path: str, create: bool) -> Store:
@@ -21,4 +20,13 @@ def goq_register_stores(register: Register) -> None:
     register("sqlite", sqlite_store)
     # one factory per registration: stores it opens at the same path share their records, so a
     # server restarted in-process finds its jobs again (nothing outlives the plugin manager)
-    register("memory", MemoryStoreFactory())
+    made: list = []  # the one MemoryStoreFactory of this registration, made when first used
+
+    def memory_store(path: str, create: bool) -> Store:
+        if not made:
+            from goq_core.stores.memory import MemoryStoreFactory
+
+            made.append(MemoryStoreFactory())
+        return made[0](path, create)
+
+    register("memory", memory_store)
