@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from goq_core.config import Settings, settings_dir
 from goq_core.drops import BAD_CODEC, BAD_SIG, GARBAGE, MISMATCH, TOO_BIG
-from goq_core.errors import BadFrame, GoqError
+from goq_core.errors import BadFrame, GoqError, StoreError
 from goq_core.interfaces import DEFAULT_MAX_FRAME, ServerEnd, Store
 from goq_core.kernel import (
     Action,
@@ -254,7 +254,13 @@ class Server:
 
     def _reply_stored(self, a: ReplyStoredJob) -> None:
         assert self.store is not None
-        job = self.store.get_job(a.jobid)
+        try:
+            job = self.store.get_job(a.jobid)
+        except StoreError as exc:  # a damaged old record must not take the server down
+            msg = Message(Kind.ERROR, text=f"cannot read job {a.jobid} from the store: {exc}")
+            msg.reply_to = a.reply_to
+            self._reply(a.peer, msg)
+            return
         if job is None:
             msg = Message(Kind.NOT_KNOWN, jobid=a.jobid, text=f"job {a.jobid} is not known")
         else:

@@ -308,7 +308,9 @@ class Worker:
                     self.log(f"goq worker: server at {where} not answering ({exc}); retrying")
                     warned = True
                 self._pause(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF)
+                # at most a quarter heartbeat apart: a restarted server gives the jobs it finds
+                # running 2 heartbeats to be heard of, and this may be a finished job's result
+                backoff = min(backoff * 2, MAX_BACKOFF, self.hold_ms / 4000)
 
     def _redial(self, conn: ClientEnd) -> ClientEnd:
         conn.close()
