@@ -525,16 +525,24 @@ def test_replay_memory_is_bounded_without_opening_a_replay_hole() -> None:
 # ------------------------------------------------------------------------------- restore
 
 
-def test_restore_rebuilds_queues_and_gives_running_jobs_two_heartbeats() -> None:
+def test_restore_rebuilds_queues_and_gives_running_jobs_three_heartbeats() -> None:
     d = Driver()
     waiting = Job(jobid=7, cmd="w", state=JobState.WAITING)
     running = Job(jobid=5, cmd="r", state=JobState.RUNNING, attempt=1, workerid="w1")
     d.kernel.restore([running, waiting], {"nextJobId": 9, "finishedJobsCount": 4}, T0)
     c = d.kernel.stat_counters()
     assert (c["runQlen"], c["waitingJobs"], c["nextJobId"], c["finishedJobsCount"]) == (1, 1, 9, 4)
-    assert d.heartbeat("w1", 5, 1) == []  # recognized: held, not killed
-    d.tick(T0 + 2 * HB + 0.01)  # heartbeat answered ALIVE at T0+HB but w1 never came back
+    d.tick(T0 + 2 * HB + 0.01)
+    assert list(d.kernel.waiting) == [7]  # 2 heartbeats after a restart are not enough to judge
+    d.tick(T0 + 3 * HB + 0.01)  # w1 never reported
     assert list(d.kernel.waiting) == [5, 7]
+
+
+def test_restored_running_job_keeps_running_when_its_worker_reports() -> None:
+    d = Driver()
+    running = Job(jobid=5, cmd="r", state=JobState.RUNNING, attempt=1, workerid="w1")
+    d.kernel.restore([running], {"nextJobId": 6}, T0)
+    assert d.heartbeat("w1", 5, 1) == []  # recognized: held, not killed
 
 
 def test_durable_counters_include_next_job_id(d: Driver) -> None:

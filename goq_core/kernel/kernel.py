@@ -120,7 +120,8 @@ class Kernel:
 
     def restore(self, jobs: Iterable[Job], counters: dict[str, int], now: float) -> None:
         """Rebuild the queues from the store at start: waiting jobs wait again in order; running
-        jobs stay running, their workers given 2 heartbeats from now to report."""
+        jobs stay running, their workers given 3 heartbeats from now to report (the usual 2,
+        plus one for a request they sent while we were away to time out before they re-ask)."""
         c = self.counters
         self.next_jobid = max(self.next_jobid, counters.get("nextJobId", 1))
         c.finished = counters.get("finishedJobsCount", 0)
@@ -133,6 +134,8 @@ class Kernel:
                 self.running[job.jobid] = job
                 worker = self._worker(job.workerid, job.workerhost, now)
                 worker.jobid, worker.attempt = job.jobid, job.attempt
+                worker.last_heard = now + self.config.heartbeat_sec  # the grace of a restart
+                worker.check_at = _NEVER
                 self._watch(worker, now)
             else:
                 self.waiting[job.jobid] = job

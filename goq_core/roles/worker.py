@@ -58,6 +58,7 @@ class Worker:
             self.plugins.codec(settings.codec), self.plugins.cipher(settings.cipher, key)
         )
         self.oneshot = oneshot
+        self.home = os.path.abspath(settings.home)  # jobs move the worker's own directory
         self.log = log
         self.host = socket.gethostname()
         self.workerid = f"{self.host}:{os.getpid()}:{os.urandom(3).hex()}"
@@ -172,7 +173,7 @@ class Worker:
 
     def _run(self, job: Job) -> JobRun:
         """Run one job to its end (or until killed); its output stays spooled until delivered."""
-        run = JobRun.start(job, self.settings.home, self._spool, SPOOL_NAME)
+        run = JobRun.start(job, self.home, self._spool, SPOOL_NAME)
         running = _Running(run)
         if run.pgid:
             self._guardian.watch(run.pgid)
