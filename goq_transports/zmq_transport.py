@@ -54,8 +54,6 @@ class ZmqServer:
         ms = _ms(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         sock = self._sock
-        if deadline is not None and time.monotonic() - deadline + timeout > 0.005:
-            ms = _ms(max(0.0, deadline - time.monotonic()))
         while True:
             if ms != self._rcv_ms:
                 sock.setsockopt(zmq.RCVTIMEO, ms)

@@ -5,7 +5,6 @@ memory, nng and zmq. Servers run in threads of this process, on 127.0.0.1 ports 
 from __future__ import annotations
 
 import contextlib
-import socket
 import threading
 import time
 import uuid
@@ -18,16 +17,11 @@ import goq_transports.plugin
 from goq_core import hookspecs
 from goq_core.errors import FrameTooBig, PluginNotFound, TransportError, TransportTimeout
 from goq_core.plugins import Plugins
+from tests.support import free_port, in_thread
 
 KINDS = ("memory", "nng", "zmq")
 SHORT = 0.3  # seconds for a request that is meant to time out
 LONG = 5.0  # seconds for one that is meant to succeed (never reached when all is well)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Echo:
@@ -92,21 +86,6 @@ def env(request) -> Iterator[Env]:
     e = Env(request.param)
     yield e
     e.close_all()
-
-
-def in_thread(fn: Callable[[], object]) -> tuple[threading.Thread, list]:
-    """Run fn in a thread; its result (or exception) lands in the returned list."""
-    out: list = []
-
-    def run() -> None:
-        try:
-            out.append(fn())
-        except Exception as exc:
-            out.append(exc)
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    return t, out
 
 
 def test_round_trip_returns_the_servers_reply(env: Env) -> None:

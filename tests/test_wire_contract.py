@@ -11,7 +11,6 @@ import contextlib
 import itertools
 import os
 import random
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,6 +26,7 @@ from goq_core.plugins import Plugins
 from goq_core.roles.client import Client
 from goq_core.roles.server import TOO_BIG_SLACK, Server, ServerOptions, output_path
 from goq_core.wire import MAGIC, Wire, error_text
+from tests.support import free_port, in_thread
 
 TRANSPORTS = ("nng", "zmq")
 CODECS = ("capnp", "raw")
@@ -50,12 +50,6 @@ class Combo:
 
 
 COMBOS = [Combo(*c) for c in itertools.product(TRANSPORTS, CODECS, CIPHERS)]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def settings_for(home: str, port: int, combo: Combo, **kw) -> Settings:
@@ -136,21 +130,6 @@ def client(srv: RunningServer) -> Client:
 @pytest.fixture
 def own_home(tmp_path) -> str:
     return str(tmp_path)
-
-
-def in_thread(fn: Callable[[], object]) -> tuple[threading.Thread, list]:
-    """Run fn in a thread; its result (or exception) lands in the returned list."""
-    out: list = []
-
-    def run() -> None:
-        try:
-            out.append(fn())
-        except Exception as exc:
-            out.append(exc)
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    return t, out
 
 
 def result(call: tuple[threading.Thread, list], timeout: float = LONG) -> object:
