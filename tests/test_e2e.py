@@ -289,3 +289,31 @@ def test_large_batch_is_sent_in_chunks_and_gets_consecutive_ids(running: Cluster
     assert out.startswith("submitted jobs 1..12000 (12000 jobs)"), out
     counters = running.stat()
     assert counters["waitingJobs"] == 12_000 and counters["nextJobId"] == 12_001
+
+
+def _vm_kib(pid: int, field: str) -> int:
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise AssertionError(f"no {field} for {pid}")
+
+
+def test_large_output_arrives_whole_in_chunks_without_filling_server_memory(
+    running: Cluster,
+) -> None:
+    size = 48 * 1024 * 1024  # 48 chunks of 1 MiB
+    running.start_worker()
+    before = _vm_kib(running.server.pid, "VmRSS")
+    jobid = running.sub("sh", "-c", f"yes 0123456789abcdef | head -c {size}; echo; echo end")
+    assert "exit status 0" in running.ok("wait", str(jobid), timeout=120)
+    out = running.workdir / "o" / f"out.{jobid:05d}"
+    assert out.stat().st_size == size + len("\nend\n")
+    with open(out, "rb") as fh:
+        assert fh.read(34) == b"0123456789abcdef\n0123456789abcdef\n"
+        fh.seek(-5, os.SEEK_END)
+        assert fh.read() == b"\nend\n"
+    grown_mib = (_vm_kib(running.server.pid, "VmHWM") - before) / 1024
+    assert grown_mib < 24, (
+        f"server memory grew by {grown_mib:.0f} MiB for a {size >> 20} MiB output"
+    )

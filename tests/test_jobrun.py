@@ -397,3 +397,10 @@ def _state(pid: int) -> str:
     except FileNotFoundError:
         return ""
     return stat[stat.rfind(b")") + 2 :].split()[0].decode()
+
+
+def test_job_gets_sigpipe_at_its_default_though_python_ignores_it(run_job):
+    run = run_job("yes x | head -c 6", shell=True)
+    assert run.wait(10) == 0
+    with open(run.output_path, "rb") as fh:
+        assert fh.read() == b"x\nx\nx\n"  # `yes` died of SIGPIPE quietly, no "Broken pipe" line

@@ -23,6 +23,10 @@ from goq_core.messages import Job
 NOT_FOUND = 127  # exit status of a command that does not exist (as in sh)
 CANNOT_EXECUTE = 126  # exit status of a command that exists but cannot be run
 DEFAULT_GRACE = 0.5  # seconds between SIGTERM and SIGKILL
+# Signals Python sets to "ignore" that a job must get back at their defaults (as Popen does).
+_RESTORED_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGPIPE", "SIGXFZ", "SIGXFSZ") if hasattr(signal, name)
+)
 _POLL = 0.005  # seconds between checks that a killed group is gone
 
 
@@ -119,6 +123,7 @@ class JobRun:
                     (os.POSIX_SPAWN_DUP2, out, 2),
                 ],
                 setsid=True,
+                setsigdef=_RESTORED_SIGNALS,  # Python ignores SIGPIPE; the job must not
             )
         finally:
             os.chdir("/")  # hold no job's directory (an unmount, a removal) between jobs
