@@ -14,9 +14,9 @@ def main() -> None:
     sub`): every command has closed what it opened and flushed what it wrote by then."""
     code = 0
     try:
-        from goq_cli.fastsub import try_fast_sub
+        from goq_cli.fastpath import try_fast_path
 
-        if not try_fast_sub(sys.argv[1:]):
+        if not try_fast_path(sys.argv[1:]):
             from goq_cli.main import main as click_main
 
             click_main()
