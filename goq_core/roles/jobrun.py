@@ -93,7 +93,8 @@ class JobRun:
             except OSError as e:
                 if cwd == home or e.filename != cwd:
                     raise
-                proc = self._start_process(argv, home, env, out)  # job.dir exists but is not enterable
+                # job.dir exists but is not enterable: run in home
+                proc = self._start_process(argv, home, env, out)
         except (OSError, ValueError) as e:
             self._not_started(out, argv[0], e)
             return
