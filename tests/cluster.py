@@ -64,6 +64,11 @@ class Cluster:
 
     # ------------------------------------------------------------------ one-shot commands
 
+    def argv(self, args: tuple[str, ...], host: str = "") -> list[str]:
+        """The command line that runs `goq ARGS` (on `host`, where a subclass has hosts)."""
+        assert not host, "this cluster has one host"
+        return [*GOQ, *args]
+
     def goq(
         self,
         *args: str,
@@ -71,9 +76,10 @@ class Cluster:
         timeout: float = 30,
         env=None,
         input: str | None = None,
+        host: str = "",
     ) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [*GOQ, *args],
+            self.argv(args, host),
             cwd=cwd or self.workdir,
             env=env or self.env,
             capture_output=True,
@@ -106,10 +112,10 @@ class Cluster:
 
     # ------------------------------------------------------------------ long-running roles
 
-    def spawn(self, *args: str, log: str, env=None) -> subprocess.Popen:
+    def spawn(self, *args: str, log: str, env=None, host: str = "") -> subprocess.Popen:
         with open(self.root / log, "ab") as out:
             proc = subprocess.Popen(
-                [*GOQ, *args],
+                self.argv(args, host),
                 cwd=self.workdir,
                 env=env or self.env,
                 stdout=out,

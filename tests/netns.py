@@ -216,37 +216,13 @@ class NetnsCluster(Cluster):
         self.workers: dict[str, subprocess.Popen] = {}
         self.leftover_pids: list[int] = []
 
-    def goq(
-        self,
-        *args: str,
-        cwd: Path | None = None,
-        timeout: float = 30,
-        env=None,
-        input: str | None = None,
-        host: str = "",
-    ) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [*self.net.exec_prefix(host or self.net.server.role), *GOQ, *args],
-            cwd=cwd or self.workdir,
-            env=env or self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            input=input,
-        )
+    def argv(self, args: tuple[str, ...], host: str = "") -> list[str]:
+        """`goq ARGS` run in namespace `host` (default: the server's)."""
+        return [*self.net.exec_prefix(host or self.net.server.role), *GOQ, *args]
 
     def spawn(self, *args: str, log: str, env=None, host: str = "") -> subprocess.Popen:
         role = host or self.net.server.role
-        with open(self.root / log, "ab") as out:
-            proc = subprocess.Popen(
-                [*self.net.exec_prefix(role), *GOQ, *args],
-                cwd=self.workdir,
-                env=env or self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        self.procs.append(proc)
+        proc = super().spawn(*args, log=log, env=env, host=role)
         # `ip netns exec` execs goq in place: the PID we hold is goq's own, in that namespace
         wait_for(lambda: self._is_goq(proc, role), 10, f"goq {args[0]} to start in {role}")
         return proc
