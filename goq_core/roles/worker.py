@@ -210,16 +210,7 @@ class Worker:
         offset = 0
         while size - offset > CHUNK:
             chunk = run.read_output(offset, CHUNK)
-            out = Message(
-                Kind.OUTPUT,
-                workerid=self.workerid,
-                host=self.host,
-                jobid=job.jobid,
-                attempt=job.attempt,
-                offset=offset,
-                data=chunk,
-            )
-            reply = self._call(out, hold=False)
+            reply = self._call(self._about(job, Kind.OUTPUT, offset=offset, data=chunk), False)
             offset += len(chunk)
             if reply.text == "stale":
                 offset = size  # the server does not want this run's output
@@ -228,16 +219,20 @@ class Worker:
         outcome = run.outcome()
         outcome.env = []
         outcome.args = []
+        wait_ms = 0 if self.oneshot else self.hold_ms
+        return self._about(
+            job, Kind.RESULT, offset=offset, data=last, jobs=[outcome], wait_ms=wait_ms
+        )
+
+    def _about(self, job: Job, kind: Kind, **fields) -> Message:
+        """A message from this worker about its run of `job` (OUTPUT, RESULT, HEARTBEAT)."""
         return Message(
-            Kind.RESULT,
+            kind,
             workerid=self.workerid,
             host=self.host,
             jobid=job.jobid,
             attempt=job.attempt,
-            offset=offset,
-            data=last,
-            jobs=[outcome],
-            wait_ms=0 if self.oneshot else self.hold_ms,
+            **fields,
         )
 
     # ------------------------------------------------------------------------------ heartbeats
@@ -260,14 +255,7 @@ class Worker:
             # pidfd the main thread is waiting on in select)
             if self.current is not running or running.run.exit_status is not None:
                 continue
-            beat = Message(
-                Kind.HEARTBEAT,
-                workerid=self.workerid,
-                host=self.host,
-                jobid=job.jobid,
-                attempt=job.attempt,
-                wait_ms=self.hold_ms,
-            )
+            beat = self._about(job, Kind.HEARTBEAT, wait_ms=self.hold_ms)
             try:
                 reply = self._request(self._hb_conn, beat, hold + self.send_timeout)
             except TransportError:
