@@ -16,7 +16,7 @@ Layout (little-endian):
   bytes    nonce, reply_to, data
   blob     every string, concatenated, as UTF-8 (lone surrogates pass through, so any str
            survives): workerid, host, text; per job cmd, dir, host, user, workerid,
-           workerhost, *args, *env; then each counter's name. Mode 0 (the usual one):
+           workerhost, note, *args, *env; then each counter's name. Mode 0 (the usual one):
            the strings are joined by NUL, none contains NUL. Mode 1: any string may contain
            NUL; the lengths table splits the blob.
 All strings share one blob so that encoding and decoding cost one codec call, not one per string
@@ -32,14 +32,14 @@ from itertools import accumulate
 from goq_core.errors import CodecError
 from goq_core.messages import Job, JobState, Kind, Message
 
-VERSION = 1
+VERSION = 2
 _HEAD = struct.Struct("<BBBIIIIIII")
 _SEP = "\x00"
 _SPLIT = 0  # strings joined by NUL
 _SIZED = 1  # strings concatenated, with a lengths table
 _MSG_INTS = 6
 _JOB_INTS = 12
-_JOB_STRS = 6
+_JOB_STRS = 7
 _KINDS = {int(k): k for k in Kind}
 _STATES = {int(s): s for s in JobState}
 _UTF8 = "utf-8"
@@ -51,7 +51,7 @@ _MESSAGE_FIELDS = (
 )
 _JOB_FIELDS = (
     "jobid cmd args shell dir env host user state attempt workerid workerhost pid exit_status"
-    " submit_ns start_ns end_ns out_bytes"
+    " submit_ns start_ns end_ns out_bytes note"
 )
 
 
@@ -97,7 +97,7 @@ class RawCodec:
                     len(args),
                     len(env),
                 )
-                strs += (j.cmd, j.dir, j.host, j.user, j.workerid, j.workerhost)
+                strs += (j.cmd, j.dir, j.host, j.user, j.workerid, j.workerhost, j.note)
                 strs += args
                 strs += env
             counters = msg.counters
@@ -221,7 +221,7 @@ def _decode(data: bytes) -> Message:
             raise CodecError(f"unknown job state {state}")
         if shell != 0 and shell != 1:
             raise CodecError(f"bad shell flag {shell}")
-        cmd, dir_, host, user, workerid, workerhost = strs[si : si + _JOB_STRS]
+        cmd, dir_, host, user, workerid, workerhost, note = strs[si : si + _JOB_STRS]
         si += _JOB_STRS
         args = strs[si : si + nargs]
         si += nargs
@@ -247,6 +247,7 @@ def _decode(data: bytes) -> Message:
                 start_ns,
                 end_ns,
                 out_bytes,
+                note,
             )
         )
     if si + ncounters != nstrs:

@@ -72,6 +72,7 @@ class Job:
     start_ns: int = 0
     end_ns: int = 0
     out_bytes: int = 0  # size of the whole output
+    note: str = ""  # what the server wants the record to say (e.g. where output went instead)
 
 
 @dataclass(slots=True)

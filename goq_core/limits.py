@@ -1,0 +1,15 @@
+"""The bounds that keep one request from holding the server: sizes, counts and ranges that the
+server enforces at its front door and that clients respect by splitting their work.
+
+Every figure here is documented in docs/security.md; change both together.
+"""
+
+from __future__ import annotations
+
+MAX_FRAME = 8 * 1024 * 1024  # bytes: the largest frame a server takes (output comes in 1 MiB)
+MAX_JOBS_PER_SUBMIT = 10_000  # jobs in one SUBMIT request (the CLI splits larger batches)
+SUBMIT_CHUNK_BYTES = 4 * 1024 * 1024  # clients start a new SUBMIT request past this much
+MAX_STAT_LIST = 1000  # running and waiting jobs listed in one STAT reply, each
+MAX_TEXT = 1 << 20  # characters in one string field (cmd, an arg, an env entry, a dir)
+MAX_INT = (1 << 63) - 1  # the largest job id, count or offset a request may carry
+MAX_HOLD_MS = 3_600_000  # the longest hold a request may ask for (it is capped lower anyway)
