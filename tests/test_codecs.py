@@ -98,7 +98,8 @@ def every_field_set() -> Message:
     """A message with every field of Message and Job away from its default."""
     job = Job(jobid=-1, cmd="c", args=["a", ""], shell=True, dir="d", env=["E=1"], host="h",
               user="u", state=JobState.CANCELLED, attempt=3, workerid="w", workerhost="wh",
-              pid=99, exit_status=-9, submit_ns=1, start_ns=2, end_ns=3, out_bytes=4)  # fmt: skip
+              pid=99, exit_status=-9, submit_ns=1, start_ns=2, end_ns=3, out_bytes=4,
+              note="n")  # fmt: skip
     msg = Message(Kind.STATUS, nonce=b"\x00\x01", sendtime_ns=5, reply_to=b"\xff", workerid="w",
                   host="h", jobid=6, attempt=7, count=8, wait_ms=9, offset=10, data=b"d",
                   text="t", jobs=[job, Job()], counters={"a": 1, "b": -(2**63)})  # fmt: skip
