@@ -51,7 +51,8 @@ class Driver:
 
     # -- conveniences
     def submit(self, *cmds: str, peer: str = "sub") -> int:
-        out = self.send(Message(Kind.SUBMIT, jobs=[Job(cmd=c, env=["A=1"]) for c in cmds]), peer)
+        msg = Message(Kind.SUBMIT, jobs=[Job(cmd=c, dir="/w", env=["A=1"]) for c in cmds])
+        out = self.send(msg, peer)
         (ack,) = replies_to(out, peer)
         assert ack.kind == Kind.SUBMITTED
         return ack.jobid
@@ -99,7 +100,7 @@ def d() -> Driver:
 
 
 def test_submit_assigns_consecutive_ids_and_saves_each_job(d: Driver) -> None:
-    out = d.send(Message(Kind.SUBMIT, jobs=[Job(cmd="a"), Job(cmd="b"), Job(cmd="c")]), "sub")
+    out = d.send(Message(Kind.SUBMIT, jobs=[Job(cmd="a", dir="/w"), Job(cmd="b", dir="/w"), Job(cmd="c", dir="/w")]), "sub")
     ack = one_reply(out, "sub")
     assert (ack.kind, ack.jobid, ack.count) == (Kind.SUBMITTED, 1, 3)
     saved = [a.job for a in out if isinstance(a, Save)]
@@ -114,20 +115,20 @@ def test_submit_assigns_consecutive_ids_and_saves_each_job(d: Driver) -> None:
 
 
 def test_submit_saves_before_replying_in_action_order(d: Driver) -> None:
-    out = d.send(Message(Kind.SUBMIT, jobs=[Job(cmd="a")]), "sub")
+    out = d.send(Message(Kind.SUBMIT, jobs=[Job(cmd="a", dir="/w")]), "sub")
     kinds = [type(a) for a in out]
     assert kinds.index(Save) < kinds.index(Reply)
 
 
 def test_submit_of_empty_command_is_refused_and_nothing_is_queued(d: Driver) -> None:
-    out = d.send(Message(Kind.SUBMIT, jobs=[Job(cmd="ok"), Job(cmd="")]), "sub")
+    out = d.send(Message(Kind.SUBMIT, jobs=[Job(cmd="ok", dir="/w"), Job(cmd="", dir="/w")]), "sub")
     assert one_reply(out, "sub").kind == Kind.ERROR
     assert d.kernel.stat_counters()["waitingJobs"] == 0
     assert d.kernel.next_jobid == 1
 
 
 def test_jobs_without_env_inherit_the_env_of_the_job_before_them_in_a_batch(d: Driver) -> None:
-    jobs = [Job(cmd="a", env=["X=1", "Y=2"]), Job(cmd="b"), Job(cmd="c")]
+    jobs = [Job(cmd="a", dir="/w", env=["X=1", "Y=2"]), Job(cmd="b", dir="/w"), Job(cmd="c", dir="/w")]
     d.send(Message(Kind.SUBMIT, jobs=jobs), "sub")
     waiting = list(d.kernel.waiting.values())
     assert [j.env for j in waiting] == [["X=1", "Y=2"]] * 3
@@ -135,7 +136,7 @@ def test_jobs_without_env_inherit_the_env_of_the_job_before_them_in_a_batch(d: D
 
 
 def test_client_supplied_state_and_ids_are_ignored_on_submit(d: Driver) -> None:
-    bogus = Job(cmd="a", jobid=999, state=JobState.FINISHED, attempt=7, workerid="w")
+    bogus = Job(cmd="a", dir="/w", jobid=999, state=JobState.FINISHED, attempt=7, workerid="w")
     d.send(Message(Kind.SUBMIT, jobs=[bogus]), "sub")
     (job,) = d.kernel.waiting.values()
     assert (job.jobid, job.state, job.attempt, job.workerid) == (1, JobState.WAITING, 0, "")
@@ -462,7 +463,7 @@ def test_shutdown_answers_every_hold_going_away_and_stops(d: Driver) -> None:
         assert one_reply(out, peer).kind == Kind.GOING_AWAY
     assert one_reply(out, "admin").kind == Kind.ACK
     assert any(isinstance(a, Stop) for a in out)
-    later = d.send(Message(Kind.SUBMIT, jobs=[Job(cmd="late")]), "sub")
+    later = d.send(Message(Kind.SUBMIT, jobs=[Job(cmd="late", dir="/w")]), "sub")
     assert one_reply(later, "sub").kind == Kind.GOING_AWAY
 
 
@@ -492,9 +493,9 @@ def test_immolated_worker_not_holding_a_request_is_told_exit_at_next_contact(d: 
 
 
 def test_replayed_message_is_dropped_and_counted(d: Driver) -> None:
-    msg = Message(Kind.SUBMIT, jobs=[Job(cmd="a")], nonce=b"n" * 16)
+    msg = Message(Kind.SUBMIT, jobs=[Job(cmd="a", dir="/w")], nonce=b"n" * 16)
     d.send(msg, "sub")
-    replay = Message(Kind.SUBMIT, jobs=[Job(cmd="a")], nonce=b"n" * 16, sendtime_ns=msg.sendtime_ns)
+    replay = Message(Kind.SUBMIT, jobs=[Job(cmd="a", dir="/w")], nonce=b"n" * 16, sendtime_ns=msg.sendtime_ns)
     out = d.send(replay, "evil")
     assert one_reply(out, "evil").kind == Kind.ERROR
     assert d.kernel.stat_counters()[REPLAY] == 1
@@ -503,7 +504,7 @@ def test_replayed_message_is_dropped_and_counted(d: Driver) -> None:
 
 @pytest.mark.parametrize("offset", [-31.0, +31.0])
 def test_message_outside_clock_skew_window_is_dropped(d: Driver, offset: float) -> None:
-    msg = Message(Kind.SUBMIT, jobs=[Job(cmd="a")], sendtime_ns=int((T0 + offset) * 1e9))
+    msg = Message(Kind.SUBMIT, jobs=[Job(cmd="a", dir="/w")], sendtime_ns=int((T0 + offset) * 1e9))
     out = d.send(msg, "sub")
     assert one_reply(out, "sub").kind == Kind.ERROR
     assert d.kernel.stat_counters()["waitingJobs"] == 0

@@ -6,6 +6,7 @@ Inputs are messages and times; outputs are actions. See kernel.py for the rules.
 from goq_core.kernel.actions import (
     Action,
     Notify,
+    Remember,
     Reply,
     ReplyStoredJob,
     Save,
@@ -23,6 +24,7 @@ __all__ = [
     "KernelConfig",
     "Notify",
     "ReplayGuard",
+    "Remember",
     "Reply",
     "ReplyStoredJob",
     "Save",

@@ -1,6 +1,6 @@
 """What the kernel asks its runtime to do. The runtime performs, for each batch of inputs:
-first the Replies that dispatch a job (JOB), then every WriteOutput, then every Save (one store
-transaction), then every other Reply and Notify.
+first the Replies that dispatch a job (JOB), then every WriteOutput, then every Save and Remember
+(one store transaction), then every other Reply and Notify.
 
 Any other reply is sent only after the store commit, so an acknowledged job is a durable job;
 output is written before the commit, so a job recorded as finished has its output on disk. A
@@ -58,8 +58,17 @@ class Notify:
 
 
 @dataclass(slots=True)
+class Remember:
+    """Keep this request's nonce durably (with the batch's commit) until it is too old to be
+    admitted anyway, so that a restarted server refuses a replay of it too."""
+
+    nonce: bytes
+    sendtime_ns: int
+
+
+@dataclass(slots=True)
 class Stop:
     """Stop serving once this batch's actions are done (shutdown)."""
 
 
-Action = Reply | ReplyStoredJob | Save | WriteOutput | Notify | Stop
+Action = Reply | ReplyStoredJob | Save | WriteOutput | Notify | Remember | Stop

@@ -18,6 +18,12 @@ Theory of operation (design.md §3):
 - RESULT ends the job if it is for the job's current attempt, else it is counted stale and changes
   nothing. So every job ends exactly once in the record.
 - WAIT is held until the job ends. STAT answers at once. SHUTDOWN answers every hold GOING_AWAY.
+- Every request passes the front door first (validation.py): a malformed one is refused with
+  one line and changes nothing. While the runtime cannot commit to its store, SUBMIT is refused.
+- Silence is judged on time the server could hear: the runtime `excuse`s the time it spent deaf
+  (busy with a long turn), so a stall of the server never makes a live worker look dead.
+- A JOB that could not be delivered (the worker's connection is gone) puts the job back at the
+  head of the queue at once and forgets that worker (`undelivered`).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from goq_core.drops import REPLAY
 from goq_core.kernel.actions import (
     Action,
     Notify,
+    Remember,
     Reply,
     ReplyStoredJob,
     Save,
@@ -40,11 +47,15 @@ from goq_core.kernel.actions import (
 )
 from goq_core.kernel.lifecycle import NEW, RUNNING, WAITING, advance
 from goq_core.kernel.replay import ReplayGuard
+from goq_core.kernel.validation import request_problem
+from goq_core.limits import MAX_STAT_LIST
 from goq_core.messages import Job, Kind, Message
 
 _NS = 1_000_000_000
 _INTERN_LIMIT = 16384
 _NEVER = float("inf")
+# requests whose replay after a restart would do harm: their nonces are kept durably
+_REMEMBERED = frozenset({Kind.SUBMIT, Kind.CANCEL, Kind.SHUTDOWN, Kind.IMMOLATE})
 
 
 @dataclass(slots=True)
@@ -80,6 +91,7 @@ class Worker:
     held: Held | None = None
     doomed: bool = False  # immolated: tell it EXIT at next contact
     check_at: float = _NEVER  # when its pending liveness timer fires
+    deaf_at: float = 0.0  # the kernel's `deaf` total when it was last heard
 
 
 @dataclass(slots=True)
@@ -90,6 +102,9 @@ class Counters:
     stale_results: int = 0
     duplicate_results: int = 0
     stale_output: int = 0
+    refused: int = 0  # requests refused at the front door (malformed, or store unwritable)
+    errors: int = 0  # requests whose handling failed unexpectedly (see the server's log)
+    undelivered: int = 0  # dispatches whose worker was gone: put back at once
     drops: dict[str, int] = field(default_factory=dict)
 
 
@@ -111,6 +126,8 @@ class Kernel:
         self.counters = Counters()
         self.replay = ReplayGuard(self.config.skew_sec, self.config.max_nonces)
         self.stopping = False
+        self.store_trouble = ""  # why the store cannot commit now ("" when it can)
+        self.deaf = 0.0  # seconds the runtime has said it could not hear (see excuse)
         self._timers: list[tuple[float, int, Held | Worker]] = []
         self._seq = count()
         self._interned: dict = {}  # see _intern_fields
@@ -118,10 +135,20 @@ class Kernel:
 
     # ----------------------------------------------------------------- restore and durable state
 
-    def restore(self, jobs: Iterable[Job], counters: dict[str, int], now: float) -> None:
+    def restore(
+        self,
+        jobs: Iterable[Job],
+        counters: dict[str, int],
+        now: float,
+        nonces: Iterable[tuple[bytes, int]] = (),
+    ) -> None:
         """Rebuild the queues from the store at start: waiting jobs wait again in order; running
         jobs stay running, their workers given 3 heartbeats from now to report (the usual 2,
-        plus one for a request they sent while we were away to time out before they re-ask)."""
+        plus one for a request they sent while we were away to time out before they re-ask).
+        `nonces` are the remembered requests: their replays stay refused."""
+        now_ns = int(now * _NS)
+        for nonce, sendtime_ns in nonces:
+            self.replay.remember(nonce, sendtime_ns, now_ns)
         c = self.counters
         self.next_jobid = max(self.next_jobid, counters.get("nextJobId", 1))
         c.finished = counters.get("finishedJobsCount", 0)
@@ -135,6 +162,7 @@ class Kernel:
                 worker = self._worker(job.workerid, job.workerhost, now)
                 worker.jobid, worker.attempt = job.jobid, job.attempt
                 worker.last_heard = now + self.config.heartbeat_sec  # the grace of a restart
+                worker.deaf_at = self.deaf
                 worker.check_at = _NEVER
                 self._watch(worker, now)
             else:
@@ -164,10 +192,14 @@ class Kernel:
             out.append(Reply(peer, Message(Kind.GOING_AWAY, reply_to=msg.nonce)))
             return out
         handler = self._handlers.get(msg.kind)
-        if handler is None:
-            text = f"{msg.kind.name} is not a request"
+        why = f"{msg.kind.name} is not a request" if handler is None else request_problem(msg)
+        if why is not None:
+            self.counters.refused += 1
+            text = f"refused: {why}"
             out.append(Reply(peer, Message(Kind.ERROR, reply_to=msg.nonce, text=text)))
             return out
+        if msg.kind in _REMEMBERED:
+            out.append(Remember(msg.nonce, msg.sendtime_ns))
         handler(self, msg, peer, now, out)
         return out
 
@@ -193,20 +225,69 @@ class Kernel:
         drops = self.counters.drops
         drops[reason] = drops.get(reason, 0) + 1
 
+    def note_error(self) -> None:
+        """Count a request whose handling failed in the runtime or here (it was answered ERROR)."""
+        self.counters.errors += 1
+
+    def excuse(self, seconds: float) -> None:
+        """The runtime could not hear anyone for `seconds` (a long turn): that silence is ours,
+        not the workers', and does not count towards declaring them dead."""
+        if seconds > 0:
+            self.deaf += seconds
+
+    def set_store_trouble(self, why: str) -> None:
+        """The runtime cannot commit (why), or can again (""): refuse submissions meanwhile."""
+        self.store_trouble = why
+
+    def undelivered(self, jobid: int, attempt: int, now: float) -> list[Action]:
+        """A JOB reply could not be delivered: its worker is gone. Put the job back at the head
+        of the queue (not counted as a requeue: it never ran), forget the worker, and hand the
+        job to another idle worker at once."""
+        out: list[Action] = []
+        job = self.running.get(jobid)
+        if job is None or job.attempt != attempt:
+            return out
+        self.counters.undelivered += 1
+        worker = self.workers.get(job.workerid)
+        if worker is not None and worker.jobid == jobid:
+            self._requeue(worker, now, out, count=False)
+            self._forget(worker)
+        self._dispatch(now, out)
+        return out
+
+    def retract(self, first: int, count: int, now: float) -> list[Action]:
+        """Undo a submission whose commit failed (its submitter is told it was refused): the
+        jobs leave the queues as if never submitted; a dispatched one is killed on its worker."""
+        out: list[Action] = []
+        for jobid in range(first, first + count):
+            if self.waiting.pop(jobid, None) is not None:
+                continue
+            job = self.running.pop(jobid, None)
+            if job is None:
+                continue
+            worker = self.workers.get(job.workerid)
+            if worker is not None and worker.jobid == jobid:
+                worker.jobid = worker.attempt = 0
+                held = worker.held
+                if held is not None and held.jobid == jobid and not held.answered:
+                    self._answer(held, Message(Kind.KILL, jobid=jobid), out)
+                    worker.held = None
+        return out
+
     # ----------------------------------------------------------------------------- requests
 
     def _on_submit(self, msg: Message, peer: Hashable, now: float, out: list[Action]) -> None:
-        if not msg.jobs:
-            out.append(Reply(peer, Message(Kind.ERROR, reply_to=msg.nonce, text="no job given")))
+        if self.store_trouble:  # the jobs could not be made durable: refuse them now
+            self.counters.refused += 1
+            text = (
+                f"refused: the server cannot write its store ({self.store_trouble}); nothing "
+                "was submitted: try again once its disk has room"
+            )
+            out.append(Reply(peer, Message(Kind.ERROR, reply_to=msg.nonce, text=text)))
             return
         first = self.next_jobid
         env: list[str] = []
         now_ns = int(now * _NS)
-        for job in msg.jobs:
-            if not job.cmd:
-                text = "refused: a job has an empty command"
-                out.append(Reply(peer, Message(Kind.ERROR, reply_to=msg.nonce, text=text)))
-                return
         for job in msg.jobs:  # a job with no env inherits the one before it (batches share one)
             if job.env:
                 env = job.env
@@ -341,7 +422,7 @@ class Kernel:
         self._about_ended(msg, peer, out, None)
 
     def _on_stat(self, msg: Message, peer: Hashable, now: float, out: list[Action]) -> None:
-        n = msg.count if msg.count > 0 else 10
+        n = min(msg.count, MAX_STAT_LIST) if msg.count > 0 else 10
         listed = [_brief(j) for j in islice(self.running.values(), n)]
         listed += [_brief(j) for j in islice(self.waiting.values(), n)]
         reply = Message(Kind.STATUS, reply_to=msg.nonce, jobs=listed, counters=self.stat_counters())
@@ -424,7 +505,7 @@ class Kernel:
         if self._notify:
             out.append(Notify("started", job))
 
-    def _requeue(self, worker: Worker, now: float, out: list[Action]) -> None:
+    def _requeue(self, worker: Worker, now: float, out: list[Action], count: bool = True) -> None:
         """The worker's job is not running any more (worker dead, idle, or immolated): put it at
         the head of the queue for a new attempt."""
         job = self.running.pop(worker.jobid, None)
@@ -433,7 +514,8 @@ class Kernel:
             return
         advance(job, "requeue")
         job.workerid = ""
-        self.counters.requeued += 1
+        if count:
+            self.counters.requeued += 1
         self.waiting[job.jobid] = job
         self.waiting.move_to_end(job.jobid, last=False)
         out.append(Save(job))
@@ -459,16 +541,26 @@ class Kernel:
         worker.check_at = _NEVER
         if self.workers.get(worker.workerid) is not worker:
             return
-        if worker.last_heard + self._silence > now:
+        if self._silent_for(worker, now) < self._silence:
             self._watch(worker, now)
             return
         if worker.jobid:
             self._requeue(worker, now, out)
+        self._forget(worker)
+        self._dispatch(now, out)
+
+    def _silent_for(self, worker: Worker, now: float) -> float:
+        """How long the worker has been silent while we could have heard it."""
+        return now - worker.last_heard - (self.deaf - worker.deaf_at)
+
+    def _forget(self, worker: Worker) -> None:
+        """Drop a dead or vanished worker (its job, if any, already requeued)."""
         if worker.held is not None:
             worker.held.answered = True  # nobody is listening any more
+            worker.held = None
         self.idle.pop(worker.workerid, None)
-        del self.workers[worker.workerid]
-        self._dispatch(now, out)
+        if self.workers.get(worker.workerid) is worker:
+            del self.workers[worker.workerid]
 
     # ----------------------------------------------------------------------------- helpers
 
@@ -478,6 +570,7 @@ class Kernel:
             worker = Worker(workerid, host, now)
             self.workers[workerid] = worker
         worker.last_heard = now
+        worker.deaf_at = self.deaf
         self._watch(worker, now)
         return worker
 
@@ -485,7 +578,8 @@ class Kernel:
         """Make sure a liveness check fires when the worker's silence would make it dead. One
         pending check per worker: when it fires on a worker heard since, it is set again."""
         if worker.check_at == _NEVER:
-            worker.check_at = at = worker.last_heard + self._silence
+            excused = self.deaf - worker.deaf_at  # see _silent_for
+            worker.check_at = at = worker.last_heard + excused + self._silence
             heapq.heappush(self._timers, (at, next(self._seq), worker))
 
     def _hold(self, peer: Hashable, msg: Message, kind: Kind, now: float) -> Held:
@@ -611,6 +705,9 @@ class Kernel:
             "staleResultCount": c.stale_results,
             "duplicateResultCount": c.duplicate_results,
             "staleOutputCount": c.stale_output,
+            "refusedCount": c.refused,
+            "errorCount": c.errors,
+            "undeliveredCount": c.undelivered,
             "nextJobId": self.next_jobid,
             "waiters": sum(len(w) for w in self.waiters.values()),
         }

@@ -3,6 +3,8 @@ now and its nonce has not been seen within that window. Memory is bounded by `ma
 
 When the bound is hit the oldest nonces are forgotten and the floor rises: nothing sent at or
 before the newest forgotten send time is admitted again, so forgetting never opens a replay hole.
+A restarted server gets back the nonces its runtime kept durably (`remember`): the requests that
+change state (submit, cancel, shutdown, immolate) are refused after a restart too.
 """
 
 from __future__ import annotations
@@ -22,6 +24,17 @@ class ReplayGuard:
 
     def __len__(self) -> int:
         return len(self._seen)
+
+    def remember(self, nonce: bytes, sendtime_ns: int, now_ns: int) -> None:
+        """Count a nonce as seen (one admitted before a restart), if it is still in the window."""
+        if sendtime_ns < now_ns - self.skew_ns or not nonce or nonce in self._seen:
+            return
+        if len(self._by_time) >= self.max_nonces:
+            forgotten_ns, old = heapq.heappop(self._by_time)
+            self._seen.discard(old)
+            self._floor_ns = max(self._floor_ns, forgotten_ns)
+        self._seen.add(nonce)
+        heapq.heappush(self._by_time, (sendtime_ns, nonce))
 
     def admit(self, nonce: bytes, sendtime_ns: int, now_ns: int) -> bool:
         """True if the message is fresh and new (and remember it); False to drop it."""

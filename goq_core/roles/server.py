@@ -2,8 +2,14 @@
 pure kernel, and performs the kernel's actions in the order that keeps acknowledged jobs durable.
 
 One thread. Each turn: wait for a frame (no longer than the kernel's next deadline), take every
-frame already queued (up to a batch), run them and the due timers through the kernel, then commit
-all store writes in one transaction, write outputs, and only then send the replies.
+frame already queued (up to a batch, or a time budget), run them and the due timers through the
+kernel, then commit all store writes in one transaction, write outputs, and only then send the
+replies.
+
+Robustness: one request can never stop the loop. Whatever handling it raises is answered ERROR,
+counted (errorCount) and logged in one line. When the store cannot commit (full disk, read-only
+home) the server refuses submissions, keeps serving everything else, keeps the unsaved records
+and retries until the store takes them. Only a store failure that cannot pass stops it, cleanly.
 """
 
 from __future__ import annotations
@@ -26,17 +32,23 @@ from goq_core.kernel import (
     Kernel,
     KernelConfig,
     Notify,
+    Remember,
     Reply,
     ReplyStoredJob,
     Save,
     Stop,
     WriteOutput,
 )
+from goq_core.kernel.validation import env_problem, job_problem
 from goq_core.messages import Job, Kind, Message
 from goq_core.plugins import Plugins
 from goq_core.wire import Wire, error_frame
 
 MAX_BATCH = 256  # frames taken per turn before committing and replying
+TURN_BUDGET = 0.05  # seconds of handling after which a turn stops taking frames
+DEAF_AFTER = 0.05  # seconds: a turn longer than this is time nobody could be heard (excused)
+STORE_RETRY = 1.0  # seconds between attempts to commit while the store cannot take writes
+MAX_LOOP_ERRORS = 100  # consecutive failed turns (e.g. a dead socket) before stopping
 IDLE_WAKE = 0.5  # seconds: how often an idle server checks for a stop signal
 OUTPUT_WRITERS = 8  # threads writing the output files of one batch side by side
 CLOSE_GRACE = 0.2  # seconds between the last replies and closing the socket, at shutdown
@@ -100,19 +112,61 @@ class Server:
         self._stop = False
         self._signalled = False
         self.started = 0.0
+        self.longest_turn = 0.0  # seconds: the longest the loop went without receiving
+        self._pending: dict[int, Job] | None = None  # records a failed commit left unsaved
+        self._pending_nonces: list[tuple[bytes, int]] = []
+        self._retry_at = 0.0
+        self._forget_nonces_at = 0.0
 
     # ------------------------------------------------------------------------------ lifecycle
 
     def open(self) -> None:
         """Take the server lock, open the store, rebuild the queues, and listen."""
         home_dir = settings_dir(self.settings.home)
-        self._lock(home_dir)
+        try:
+            self._lock(home_dir)
+        except OSError as exc:
+            raise GoqError(
+                f"cannot take the server lock in {home_dir}: {exc.strerror} (is $GOQ_HOME "
+                "writable by this user, and was `goq init` run there?)"
+            ) from None
         self.store = self.plugins.store(self.options.store, home_dir, create=False)
         stored = self.store.load()
-        self.kernel.restore(stored.jobs, stored.counters, time.time())
+        for jobid, why in getattr(stored, "quarantined", ()):
+            self.log(f"stored job {jobid} is damaged ({why}): moved to quarantine, not run")
+        self.kernel.restore(
+            self._usable(stored.jobs), stored.counters, time.time(), getattr(stored, "nonces", ())
+        )
         transport = self.plugins.transport(self.settings.transport)
         self.end = transport.listen(self.settings.address, self.options.max_frame + TOO_BIG_SLACK)
         self.started = time.time()
+
+    def _usable(self, jobs: list[Job]) -> list[Job]:
+        """The stored jobs the front door would have let in; the others are quarantined (a
+        record written by an older goq, or by hand, must not stop the server at every start)."""
+        good: list[Job] = []
+        checked_env: list[str] | None = None
+        for job in jobs:
+            why = job_problem(job)
+            if why is None and job.env and job.env is not checked_env:
+                why = env_problem(job.env)
+                checked_env = job.env if why is None else None
+            if why is None:
+                good.append(job)
+                continue
+            self.log(f"stored job {job.jobid} cannot run ({why}): moved to quarantine")
+            quarantine = getattr(self.store, "quarantine", None)
+            if quarantine is not None:
+                quarantine(job.jobid, why)
+        return good
+
+    def log(self, line: str) -> None:
+        """One line on the server's stderr (its log)."""
+        try:
+            sys.stderr.write(f"goq server: {line}\n")
+            sys.stderr.flush()
+        except (OSError, ValueError, UnicodeError):
+            pass
 
     def close(self) -> None:
         if self.end is not None:
@@ -158,36 +212,81 @@ class Server:
     # ------------------------------------------------------------------------------ the loop
 
     def serve_forever(self) -> None:
+        """Serve until shutdown or a signal. Raises StoreError only when the store fails in a
+        way that cannot pass (after stopping cleanly)."""
         assert self.end is not None, "open() first"
-        end, kernel = self.end, self.kernel
+        failures = 0
         while not self._stop:
-            if self._signalled:
-                self._perform(kernel.shutdown(time.time()))
-                break
-            deadline = kernel.next_deadline()
-            timeout = IDLE_WAKE
-            if deadline is not None:
-                timeout = min(IDLE_WAKE, max(0.0, deadline - time.time()))
-            got = end.recv(timeout)
-            actions: list[Action] = []
-            if got is not None:
-                now = time.time()
-                n = 0
-                while got is not None:
-                    self._take(got[0], got[1], now, actions)
-                    n += 1
-                    if n >= MAX_BATCH:
-                        break
-                    got = end.recv(0)
-            now = time.time()
-            deadline = kernel.next_deadline()
-            if deadline is not None and deadline <= now:
-                actions += kernel.tick(now)
-            if actions:
-                self._perform(actions)
+            try:
+                if self._signalled:
+                    self._perform(self.kernel.shutdown(time.time()))
+                    break
+                self._turn()
+                failures = 0
+            except StoreError as exc:
+                if getattr(exc, "transient", False):
+                    continue  # _commit has kept the records; it retries
+                self.log(f"stopping: the store failed: {exc}")
+                self._stop_without_store()
+                raise
+            except Exception as exc:  # a bug or a dead socket: log, count, carry on (bounded)
+                failures += 1
+                self.kernel.note_error()
+                self.log(f"error in the server loop: {type(exc).__name__}: {exc}")
+                if failures >= MAX_LOOP_ERRORS:
+                    self.log(f"stopping after {failures} failed turns in a row")
+                    self._stop_without_store()
+                    raise GoqError(f"the server loop failed {failures} times: {exc}") from None
+                time.sleep(min(0.01 * failures, IDLE_WAKE))
+
+    def _turn(self) -> None:
+        """Wait for frames, handle what came and what is due, perform the actions."""
+        end, kernel = self.end, self.kernel
+        assert end is not None
+        deadline = kernel.next_deadline()
+        timeout = IDLE_WAKE
+        if deadline is not None:
+            timeout = min(IDLE_WAKE, max(0.0, deadline - time.time()))
+        if self._pending is not None:
+            timeout = min(timeout, max(0.0, self._retry_at - time.time()))
+        got = end.recv(timeout)
+        actions: list[Action] = []
+        began = time.time()
+        if got is not None:
+            n = 0
+            while got is not None:
+                self._take(got[0], got[1], began, actions)
+                n += 1
+                if n >= MAX_BATCH or time.time() - began > TURN_BUDGET:
+                    break
+                got = end.recv(0)
+        now = time.time()
+        deadline = kernel.next_deadline()
+        if deadline is not None and deadline <= now:
+            actions += kernel.tick(now)
+        if actions:
+            self._perform(actions)
+        elif self._pending is not None and now >= self._retry_at:
+            self._commit({}, [])
+        took = time.time() - began
+        if took > self.longest_turn:
+            self.longest_turn = took
+        if took > DEAF_AFTER:
+            kernel.excuse(took - DEAF_AFTER)
+
+    def _stop_without_store(self) -> None:
+        """Answer every held request GOING_AWAY without touching the store, and stop."""
+        self._stop = True
+        try:
+            for a in self.kernel.shutdown(time.time()):
+                if isinstance(a, Reply):
+                    self._reply(a.peer, a.msg)
+        except Exception as exc:  # stopping anyway
+            self.log(f"while stopping: {type(exc).__name__}: {exc}")
 
     def _take(self, peer: Hashable, frame: bytes, now: float, actions: list[Action]) -> None:
-        """Unpack one frame and hand it to the kernel; answer a bad one with an error frame."""
+        """Unpack one frame and hand it to the kernel; answer a bad one with an error frame,
+        and a request whose handling fails with ERROR (counted and logged)."""
         try:
             msg = self.wire.unpack(frame)
         except BadFrame as bad:
@@ -202,7 +301,28 @@ class Server:
             assert self.end is not None
             self.end.reply(peer, error_frame(text))
             return
-        actions += self.kernel.handle(msg, peer, now)
+        except Exception as exc:  # a codec or cipher plugin that raised something unexpected
+            self.kernel.note_drop(BAD_CODEC)
+            self.log(f"frame dropped: the codec failed: {type(exc).__name__}: {exc}")
+            assert self.end is not None
+            self.end.reply(peer, error_frame(_REFUSALS[BAD_CODEC]))
+            return
+        try:
+            actions += self.kernel.handle(msg, peer, now)
+        except Exception as exc:
+            self._failed(peer, msg.nonce, f"{msg.kind.name} request", exc)
+
+    def _failed(self, peer: Hashable, reply_to: bytes, what: str, exc: BaseException) -> None:
+        """A request's handling raised: count it, log it, answer it ERROR."""
+        self.kernel.note_error()
+        detail = f"{type(exc).__name__}: {exc}"
+        self.log(f"error handling a {what}: {detail}")
+        msg = Message(Kind.ERROR, reply_to=reply_to, text=f"the server failed on this {what}")
+        try:
+            assert self.end is not None
+            self.end.reply(peer, self.wire.pack(msg))
+        except Exception as again:
+            self.log(f"could not answer it either: {type(again).__name__}: {again}")
 
     def _perform(self, actions: list[Action]) -> None:
         """Hand out dispatched jobs, write outputs, commit, then every other reply and notify.
@@ -212,16 +332,27 @@ class Server:
         alone go first, so that the worker starts its next job while this one's output and
         record are written: if the server dies before the commit, the store still has the
         dispatched job waiting and the reported one running, and both simply run again after
-        the restart (at-least-once; nothing is lost or finished twice)."""
+        the restart (at-least-once; nothing is lost or finished twice). A dispatch that cannot
+        be delivered (its worker is gone) goes back to the kernel, which hands the job on.
+
+        If the commit fails, the records stay pending (retried) and the submissions of this
+        batch are undone and refused: their submitters were not told yes, so nothing runs."""
         saves: dict[int, Job] = {}
         writes: list[WriteOutput] = []
-        for a in actions:
+        nonces: list[tuple[bytes, int]] = []
+        kernel = self.kernel
+        i = 0
+        while i < len(actions):  # undelivered dispatches append the kernel's next moves
+            a = actions[i]
+            i += 1
             if isinstance(a, Save):
                 saves[a.job.jobid] = a.job
             elif isinstance(a, WriteOutput):
                 writes.append(a)
-            elif isinstance(a, Reply) and a.msg.kind == Kind.JOB:
-                self._reply(a.peer, a.msg)
+            elif isinstance(a, Remember):
+                nonces.append((a.nonce, a.sendtime_ns))
+            elif isinstance(a, Reply) and a.msg.kind == Kind.JOB and not self._reply(a.peer, a.msg):
+                actions += kernel.undelivered(a.msg.jobid, a.msg.attempt, time.time())
         if len(writes) == 1:
             self._write_output(writes[0])
         elif writes:  # several jobs' outputs (several files): creating files is slow, overlap it
@@ -229,28 +360,105 @@ class Server:
                 self._writers = ThreadPoolExecutor(OUTPUT_WRITERS, thread_name_prefix="goq-out")
             for _ in self._writers.map(self._write_output, writes):
                 pass
-        if saves:
-            assert self.store is not None
-            self.store.save(list(saves.values()), self.kernel.durable_counters())
-        assert self.end is not None
+        committed = self._commit(saves, nonces) if saves or nonces else True
         hook = self.plugins.pm.hook
         for a in actions:
             if isinstance(a, Reply):
-                if a.msg.kind != Kind.JOB:
-                    self._reply(a.peer, a.msg)
+                if a.msg.kind == Kind.JOB:
+                    continue
+                if not committed and a.msg.kind == Kind.SUBMITTED:
+                    self._refuse_uncommitted(a)
+                self._reply(a.peer, a.msg)
             elif isinstance(a, ReplyStoredJob):
                 self._reply_stored(a)
             elif isinstance(a, Notify):
-                getattr(hook, f"goq_job_{a.event}")(job=a.job)
+                try:
+                    getattr(hook, f"goq_job_{a.event}")(job=a.job)
+                except Exception as exc:  # a plugin's bug must not stop the server
+                    kernel.note_error()
+                    self.log(f"plugin hook goq_job_{a.event} failed: {type(exc).__name__}: {exc}")
             elif isinstance(a, Stop):
                 self._stop = True
 
-    def _reply(self, peer: Hashable, msg: Message) -> None:
+    def _refuse_uncommitted(self, a: Reply) -> None:
+        """Turn the SUBMITTED reply of a batch that could not be committed into a refusal, and
+        undo the submission (its records leave the pending writes too)."""
+        first, count = a.msg.jobid, a.msg.count
+        for jobid in range(first, first + count):
+            if self._pending is not None:
+                self._pending.pop(jobid, None)
+        undo = self.kernel.retract(first, count, time.time())
+        for b in undo:
+            if isinstance(b, Reply):
+                self._reply(b.peer, b.msg)
+        a.msg = Message(
+            Kind.ERROR,
+            reply_to=a.msg.reply_to,
+            text=(
+                f"refused: the server cannot write its store ({self.kernel.store_trouble}); "
+                "nothing was submitted: try again once its disk has room"
+            ),
+        )
+
+    def _commit(self, saves: dict[int, Job], nonces: list[tuple[bytes, int]]) -> bool:
+        """Commit these records (and any left from failed commits) in one transaction. False
+        when the store cannot take them now: they stay pending and are retried, and the kernel
+        refuses submissions until a commit succeeds. Raises StoreError if that cannot pass."""
+        if self._pending is not None:
+            self._pending.update(saves)
+            saves = self._pending
+            nonces = self._pending_nonces + nonces
+            if time.time() < self._retry_at:
+                self._pending_nonces = nonces
+                return False
+        assert self.store is not None
+        now = time.time()
+        forget = 0
+        if now >= self._forget_nonces_at:
+            forget = int((now - self.kernel.config.skew_sec - 1) * 1e9)
+            self._forget_nonces_at = now + 10
+        try:
+            if nonces or forget:
+                self.store.save(
+                    list(saves.values()),
+                    self.kernel.durable_counters(),
+                    nonces,
+                    forget_nonces_before_ns=forget,
+                )
+            else:
+                self.store.save(list(saves.values()), self.kernel.durable_counters())
+        except StoreError as exc:
+            if not getattr(exc, "transient", False):
+                raise
+            if self._pending is None:
+                self.log(f"cannot commit to the store: {exc}; refusing submissions meanwhile")
+            self._pending = saves
+            self._pending_nonces = nonces
+            self._retry_at = now + STORE_RETRY
+            self.kernel.set_store_trouble(_short(exc))
+            return False
+        if self._pending is not None:
+            self.log(f"the store takes writes again: {len(saves)} pending record(s) committed")
+            self._pending = None
+            self._pending_nonces = []
+            self.kernel.set_store_trouble("")
+        return True
+
+    def _reply(self, peer: Hashable, msg: Message) -> bool:
+        """Send a reply; False when its peer is gone. A reply that cannot be encoded is
+        answered ERROR instead (counted and logged): the loop goes on."""
         if msg.kind == Kind.STATUS:
             msg.counters["jservPid"] = os.getpid()
             msg.counters["uptimeSec"] = int(time.time() - self.started)
+            msg.counters["longestTurnMs"] = int(self.longest_turn * 1000)
+            msg.counters["storeTrouble"] = 1 if self.kernel.store_trouble else 0
         assert self.end is not None
-        self.end.reply(peer, self.wire.pack(msg))
+        try:
+            frame = self.wire.pack(msg)
+        except Exception as exc:
+            self._failed(peer, msg.reply_to, f"{msg.kind.name} reply", exc)
+            return True
+        return self.end.reply(peer, frame)
 
     def _reply_stored(self, a: ReplyStoredJob) -> None:
         assert self.store is not None
@@ -277,14 +485,19 @@ class Server:
             try:
                 _write_at(path, a.offset, a.data)
                 return
-            except OSError:
+            except (OSError, ValueError):
                 continue
         # neither is writable: the job's record still ends; its output is lost: log it
-        print(
-            f"goq server: cannot write output of job {a.job.jobid} under {a.job.dir} or $GOQ_HOME",
-            file=sys.stderr,
-            flush=True,
-        )
+        self.log(f"cannot write output of job {a.job.jobid} under {a.job.dir!r} or $GOQ_HOME")
+
+
+def _short(exc: BaseException) -> str:
+    """The gist of a store error for a refusal sent to clients (no file paths)."""
+    text = str(exc)
+    for gist in ("disk is full", "readonly", "read-only", "disk I/O error", "locked"):
+        if gist in text:
+            return {"readonly": "read-only"}.get(gist, gist)
+    return "store error"
 
 
 def _write_at(path: str, offset: int, data: bytes) -> None:

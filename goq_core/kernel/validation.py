@@ -1,0 +1,90 @@
+"""The front door's rules: what an authenticated request must look like before the kernel acts
+on it, and what a stored job must look like before the kernel schedules it again.
+
+Rules (each refusal is one line of text; None means the input may pass):
+- Numbers: job ids, attempts, counts and offsets are never negative; a hold asks for at most
+  MAX_HOLD_MS. Larger numbers than int64 cannot arrive (the codecs refuse them).
+- Requests from workers name themselves (workerid not empty, no NUL).
+- SUBMIT carries 1 to MAX_JOBS_PER_SUBMIT jobs, each with a command, an absolute directory,
+  and text a process can be given: no NUL byte, no string longer than MAX_TEXT, and nothing
+  that is not bytes in the operating system's encoding (lone surrogates outside the
+  surrogateescape range U+DC80..U+DCFF cannot be turned back into bytes for exec).
+"""
+
+from __future__ import annotations
+
+from goq_core.limits import MAX_HOLD_MS, MAX_JOBS_PER_SUBMIT, MAX_TEXT
+from goq_core.messages import Job, Kind, Message
+
+_FROM_WORKERS = frozenset({Kind.REQUEST_WORK, Kind.HEARTBEAT, Kind.OUTPUT, Kind.RESULT})
+
+
+def text_problem(s: str) -> str | None:
+    """Why `s` cannot be handed to a process (argv, env, path), or None when it can."""
+    if len(s) > MAX_TEXT:
+        return f"a string of {len(s)} characters (at most {MAX_TEXT})"
+    if "\x00" in s:
+        return "a NUL byte, which no argument, environment entry or path can hold"
+    if not s.isascii():
+        try:
+            s.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            return "text that is not bytes of this system's encoding (a lone surrogate)"
+    return None
+
+
+def job_problem(job: Job) -> str | None:
+    """Why a submitted (or stored) job cannot be run, or None when it can."""
+    if not job.cmd:
+        return "a job has an empty command"
+    d = job.dir
+    if not d.startswith("/"):
+        return f"a job's directory {d!r} is not an absolute path" if d else "a job has no directory"
+    for what, s in (("command", job.cmd), ("directory", d)):
+        why = text_problem(s)
+        if why is not None:
+            return f"the job's {what} holds {why}"
+    for s in job.args:
+        why = text_problem(s)
+        if why is not None:
+            return f"an argument holds {why}"
+    return None
+
+
+def env_problem(env: list[str]) -> str | None:
+    """Why an environment (list of NAME=value) cannot be given to a process, or None."""
+    for s in env:
+        why = text_problem(s)
+        if why is not None:
+            return f"an environment entry holds {why}"
+    return None
+
+
+def request_problem(msg: Message) -> str | None:
+    """Why an authenticated request must be refused before it changes anything, or None."""
+    if msg.jobid < 0 or msg.attempt < 0 or msg.count < 0 or msg.offset < 0:
+        return "negative job id, attempt, count or offset"
+    if not 0 <= msg.wait_ms <= MAX_HOLD_MS:
+        return f"a hold of {msg.wait_ms} ms (0 to {MAX_HOLD_MS})"
+    kind = msg.kind
+    if kind in _FROM_WORKERS:
+        if not msg.workerid or "\x00" in msg.workerid or len(msg.workerid) > 1024:
+            return "a worker request without a usable worker id"
+    elif kind == Kind.SUBMIT:
+        n = len(msg.jobs)
+        if n == 0:
+            return "no job given"
+        if n > MAX_JOBS_PER_SUBMIT:
+            return (
+                f"{n} jobs in one request (at most {MAX_JOBS_PER_SUBMIT}; goq sub splits "
+                "larger batches)"
+            )
+        last_env: list[str] | None = None
+        for job in msg.jobs:
+            why = job_problem(job)
+            if why is None and job.env and job.env is not last_env:
+                last_env = job.env
+                why = env_problem(job.env)
+            if why is not None:
+                return why
+    return None
