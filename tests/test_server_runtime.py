@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from goq_core.config import Settings
 from goq_core.errors import StoreError
 from goq_core.kernel import ReplyStoredJob
-from goq_core.messages import Kind
+from goq_core.messages import Job, JobState, Kind, Message
 from goq_core.roles.server import Server, ServerOptions
 
 
@@ -41,3 +42,126 @@ def test_unreadable_stored_job_is_answered_with_an_error_not_a_crash(tmp_path: P
     reply = server.wire.unpack(frame)
     assert peer == "waiter" and reply.kind == Kind.ERROR and reply.reply_to == b"n" * 16
     assert "job 7" in reply.text and "malformed" in reply.text
+
+
+# ----------------------------------------------------------------------------- issue 9
+
+
+class FlakyStore:
+    """A store whose commits fail (transiently, like a full disk) while `full` is set."""
+
+    name = "flaky"
+
+    def __init__(self) -> None:
+        self.full = False
+        self.jobs: dict[int, object] = {}
+        self.nonces: list[tuple[bytes, int]] = []
+        self.commits = 0
+
+    def save(self, jobs, counters, nonces=(), forget_nonces_before_ns: int = 0) -> None:
+        if self.full:
+            err = StoreError("goq store x: save failed: database or disk is full")
+            err.transient = True
+            raise err
+        self.commits += 1
+        for j in jobs:
+            self.jobs[j.jobid] = (j.state, j.cmd)
+        self.nonces += list(nonces)
+
+    def get_job(self, jobid: int):
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+def _server(tmp_path: Path) -> tuple[Server, RecordingEnd, FlakyStore]:
+    settings = Settings(home=str(tmp_path), jserv_ip="127.0.0.1", jserv_port=1)
+    server = Server(settings, os.urandom(32), options=ServerOptions(store="memory"))
+    server.end = end = RecordingEnd()
+    server.store = store = FlakyStore()
+    return server, end, store
+
+
+def _request(server: Server, msg: Message, peer: str) -> None:
+    frame = server.wire.pack(msg)
+    actions: list = []
+    server._take(peer, frame, time.time(), actions)
+    server._perform(actions)
+
+
+def _replies(server: Server, end: RecordingEnd, peer: str) -> list[Message]:
+    return [server.wire.unpack(f) for p, f in end.replies if p == peer]
+
+
+def test_request_whose_handling_raises_is_answered_error_counted_and_the_loop_goes_on(
+    tmp_path: Path, monkeypatch
+) -> None:
+    server, end, _ = _server(tmp_path)
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(server.kernel, "handle", boom)
+    _request(server, Message(Kind.STAT), "p1")
+    (reply,) = _replies(server, end, "p1")
+    assert reply.kind == Kind.ERROR and "STAT" in reply.text
+    monkeypatch.undo()
+    _request(server, Message(Kind.STAT), "p2")
+    (status,) = _replies(server, end, "p2")
+    assert status.kind == Kind.STATUS and status.counters["errorCount"] == 1
+
+
+def test_reply_that_cannot_be_encoded_is_answered_error_instead(tmp_path: Path) -> None:
+    server, end, _ = _server(tmp_path)
+    server._reply("p", Message(Kind.ACK, text="x", jobid=2**70))  # beyond int64: no encoding
+    (reply,) = _replies(server, end, "p")
+    assert reply.kind == Kind.ERROR and server.kernel.counters.errors == 1
+
+
+def test_full_store_refuses_submissions_keeps_records_and_recovers_by_itself(
+    tmp_path: Path,
+) -> None:
+    server, end, store = _server(tmp_path)
+    _request(server, Message(Kind.SUBMIT, jobs=[Job(cmd="a", dir="/w")]), "s1")
+    assert _replies(server, end, "s1")[0].kind == Kind.SUBMITTED and store.jobs[1][1] == "a"
+    store.full = True
+    # a worker's request changes state (a dispatch): not committed, kept pending
+    _request(server, Message(Kind.REQUEST_WORK, workerid="w1", wait_ms=1000), "w1")
+    assert _replies(server, end, "w1")[0].kind == Kind.JOB
+    assert store.jobs[1][0] == JobState.WAITING and server.kernel.store_trouble
+    _request(server, Message(Kind.SUBMIT, jobs=[Job(cmd="b", dir="/w")]), "s2")
+    (refusal,) = _replies(server, end, "s2")
+    assert refusal.kind == Kind.ERROR and "disk is full" in refusal.text
+    _request(server, Message(Kind.STAT), "st")  # everything else is served
+    assert _replies(server, end, "st")[0].counters["storeTrouble"] == 1
+    store.full = False
+    server._retry_at = 0.0  # the retry is due (it waits STORE_RETRY seconds)
+    server._commit({}, [])
+    assert store.jobs[1][0] == JobState.RUNNING and not server.kernel.store_trouble
+    _request(server, Message(Kind.SUBMIT, jobs=[Job(cmd="c", dir="/w")]), "s3")
+    (ack,) = _replies(server, end, "s3")
+    assert ack.kind == Kind.SUBMITTED and store.jobs[ack.jobid][1] == "c"
+    assert 2 not in store.jobs or store.jobs[2][1] != "b"  # the refused job was never recorded
+
+
+def test_submission_whose_commit_fails_is_refused_and_undone(tmp_path: Path) -> None:
+    server, end, store = _server(tmp_path)
+    _request(server, Message(Kind.REQUEST_WORK, workerid="w1", wait_ms=1000), "w1")
+    store.full = True
+    _request(server, Message(Kind.SUBMIT, jobs=[Job(cmd="a", dir="/w")]), "s1")
+    (refusal,) = _replies(server, end, "s1")
+    assert refusal.kind == Kind.ERROR and "nothing was submitted" in refusal.text
+    # it had been dispatched before the commit: it is no longer running, and is never saved
+    assert not server.kernel.running and not server.kernel.waiting
+    store.full = False
+    server._retry_at = 0.0
+    server._commit({}, [])
+    assert 1 not in store.jobs
+
+
+def test_remembered_nonces_are_committed_with_the_batch(tmp_path: Path) -> None:
+    server, end, store = _server(tmp_path)
+    msg = Message(Kind.SUBMIT, jobs=[Job(cmd="a", dir="/w")])
+    _request(server, msg, "s1")
+    assert [n for n, _ in store.nonces] == [msg.nonce]
