@@ -40,8 +40,10 @@ from goq_core.kernel import (
     WriteOutput,
 )
 from goq_core.kernel.validation import env_problem, job_problem
-from goq_core.messages import Job, Kind, Message
+from goq_core.messages import Job, JobState, Kind, Message
 from goq_core.plugins import Plugins
+from goq_core.roles.output import OutputFiles
+from goq_core.roles.output import output_path as output_path  # re-exported (tests use it)
 from goq_core.wire import Wire, error_frame
 
 MAX_BATCH = 256  # frames taken per turn before committing and replying
@@ -75,11 +77,6 @@ class ServerOptions:
     store: str = "sqlite"
 
 
-def output_path(base: str, odir: str, jobid: int) -> str:
-    """Where a job's output goes: BASE/ODIR/out.NNNNN (zero-padded to 5 digits, more if larger)."""
-    return os.path.join(base, odir, f"out.{jobid:05d}")
-
-
 class Server:
     def __init__(
         self,
@@ -98,6 +95,7 @@ class Server:
                 "authenticate; use aes-gcm (for tests: goq serve --allow-insecure)"
             )
         self.wire = Wire(self.plugins.codec(settings.codec), cipher, self.options.max_frame)
+        self.outputs = OutputFiles(settings.home, settings.odir, log=self.log)
         hooks = self.plugins.pm.hook
         observed = any(
             getattr(hooks, name).get_hookimpls()
@@ -353,14 +351,20 @@ class Server:
                 nonces.append((a.nonce, a.sendtime_ns))
             elif isinstance(a, Reply) and a.msg.kind == Kind.JOB and not self._reply(a.peer, a.msg):
                 actions += kernel.undelivered(a.msg.jobid, a.msg.attempt, time.time())
+        noted: list[bool] = []
         if len(writes) == 1:
-            self._write_output(writes[0])
+            noted = [self._write_output(writes[0])]
         elif writes:  # several jobs' outputs (several files): creating files is slow, overlap it
             if self._writers is None:
                 self._writers = ThreadPoolExecutor(OUTPUT_WRITERS, thread_name_prefix="goq-out")
-            for _ in self._writers.map(self._write_output, writes):
-                pass
+            noted = list(self._writers.map(self._write_output, writes))
+        for w, changed in zip(writes, noted, strict=True):
+            if changed:  # its note now says where its output went: the record is saved
+                saves[w.job.jobid] = w.job
         committed = self._commit(saves, nonces) if saves or nonces else True
+        for job in saves.values():
+            if job.state in (JobState.FINISHED, JobState.CANCELLED):
+                self.outputs.forget(job.jobid)  # its output is complete
         hook = self.plugins.pm.hook
         for a in actions:
             if isinstance(a, Reply):
@@ -477,18 +481,10 @@ class Server:
         msg.reply_to = a.reply_to
         self._reply(a.peer, msg)
 
-    def _write_output(self, a: WriteOutput) -> None:
-        """Write a chunk of output at its offset; fall back to $GOQ_HOME when the submit
-        directory is not writable from here."""
-        for base in (a.job.dir, self.settings.home):
-            path = output_path(base, self.settings.odir, a.job.jobid)
-            try:
-                _write_at(path, a.offset, a.data)
-                return
-            except (OSError, ValueError):
-                continue
-        # neither is writable: the job's record still ends; its output is lost: log it
-        self.log(f"cannot write output of job {a.job.jobid} under {a.job.dir!r} or $GOQ_HOME")
+    def _write_output(self, a: WriteOutput) -> bool:
+        """Write a chunk of output at its offset (goq_core.roles.output: no links followed, no
+        FIFO waited on, $GOQ_HOME fallback); True when the job's note changed."""
+        return self.outputs.write(a.job, a.offset, a.data)
 
 
 def _short(exc: BaseException) -> str:
@@ -498,20 +494,3 @@ def _short(exc: BaseException) -> str:
         if gist in text:
             return {"readonly": "read-only"}.get(gist, gist)
     return "store error"
-
-
-def _write_at(path: str, offset: int, data: bytes) -> None:
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if offset == 0 else 0)
-    try:
-        fd = os.open(path, flags, 0o644)
-    except FileNotFoundError:
-        odir = os.path.dirname(path)
-        if os.path.isdir(odir) or not os.path.isdir(os.path.dirname(odir)):
-            raise
-        os.mkdir(odir)  # only the output directory: a vanished submit dir is not recreated
-        fd = os.open(path, flags, 0o644)
-    try:
-        if data:
-            os.pwrite(fd, data, offset)
-    finally:
-        os.close(fd)
