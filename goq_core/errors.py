@@ -52,4 +52,8 @@ class RemoteError(GoqError):
 
 
 class StoreError(GoqError):
-    """The durable store is missing, corrupt, or unwritable."""
+    """The durable store is missing, corrupt, or unwritable. `transient` is True when the
+    condition can pass by itself (full disk, read-only file system, I/O error, a lock): the
+    server keeps running and retries, refusing submissions meanwhile."""
+
+    transient: bool = False

@@ -9,9 +9,10 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from goq_core.limits import MAX_FRAME
 from goq_core.messages import Job, Message
 
-DEFAULT_MAX_FRAME = 64 * 1024 * 1024  # bytes; larger frames are refused and counted
+DEFAULT_MAX_FRAME = MAX_FRAME  # bytes; larger frames are refused and counted
 
 
 class ServerEnd(Protocol):
@@ -75,27 +76,48 @@ class CipherFactory(Protocol):
 
 @dataclass(slots=True)
 class StoredState:
-    """What a store gives back at start: every job not yet ended (in submit order) and the
-    counters (including nextJobId)."""
+    """What a store gives back at start: every job not yet ended (in submit order), the counters
+    (including nextJobId), the stored rows it could not turn into jobs and moved to quarantine
+    at this load, as (jobid, reason), and the replay guard's remembered (nonce, sendtime_ns)."""
 
     jobs: list[Job] = field(default_factory=list)
     counters: dict[str, int] = field(default_factory=dict)
+    quarantined: list[tuple[int, str]] = field(default_factory=list)
+    nonces: list[tuple[bytes, int]] = field(default_factory=list)
 
 
 class Store(Protocol):
-    """The durable record of jobs and counters."""
+    """The durable record of jobs and counters, and the replay guard's nonces. Every failure is
+    a StoreError of one line; one raised by save carries ``transient`` (bool): True when the
+    same save may succeed later (disk full, read-only, I/O error, busy), the store staying
+    usable meanwhile."""
 
     name: str
 
     def load(self) -> StoredState:
-        """Everything needed to rebuild the queues. Raises StoreError if the store is corrupt."""
+        """Everything needed to rebuild the queues. A stored job that cannot be turned into a
+        Job is moved to quarantine and reported in `quarantined`, never raised; StoreError if
+        the store as a whole is unreadable."""
 
-    def save(self, jobs: Sequence[Job], counters: dict[str, int]) -> None:
-        """Upsert these jobs (by jobid) and set these counters, all in one transaction, and
-        return only once it is durable."""
+    def save(
+        self,
+        jobs: Sequence[Job],
+        counters: dict[str, int],
+        nonces: Sequence[tuple[bytes, int]] = (),
+        forget_nonces_before_ns: int = 0,
+    ) -> None:
+        """Upsert these jobs (by jobid), set these counters, remember these (nonce,
+        sendtime_ns) (a known nonce is kept) and, when `forget_nonces_before_ns` > 0, forget
+        the nonces sent before it, all in one transaction, and return only once it is durable.
+        Every str field is kept exactly, whatever it holds (lone surrogates, NUL)."""
 
     def get_job(self, jobid: int) -> Job | None:
-        """The stored record of one job, ended or not (for wait and history)."""
+        """The stored record of one job, ended or not (for wait and history); None if unknown.
+        StoreError (naming the job and why) if its record is damaged or quarantined."""
+
+    def quarantine(self, jobid: int, reason: str) -> None:
+        """Move job `jobid`'s record out of the jobs (the server refuses to use it), keeping it
+        aside with `reason`; nothing if there is no such record."""
 
     def close(self) -> None: ...
 

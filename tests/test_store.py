@@ -1,10 +1,13 @@
 """The store contract (goq_core.interfaces.Store) for the sqlite and memory stores, and what only
-the sqlite store promises: durability across kill -9, refusing missing or corrupt files."""
+the sqlite store promises: durability across kill -9, refusing missing or corrupt files,
+migrating old files, quarantining damaged rows, and clear, retryable errors for the disk."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
+import re
 import sqlite3
 import stat
 import subprocess
@@ -16,6 +19,8 @@ from pathlib import Path
 
 import pluggy
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import goq_core.stores.plugin as stores_plugin
 from goq_core import hookspecs
@@ -85,6 +90,7 @@ def full_job() -> Job:
         start_ns=1_700_000_001_000_000_000,
         end_ns=1_700_000_002_000_000_000,
         out_bytes=2**40,
+        note="output went to $GOQ_HOME/o/out.42 instead",
     )
 
 
@@ -130,6 +136,7 @@ def test_get_job_of_unknown_id_is_none(open_store: Opener) -> None:
     store = open_store()
     store.save([waiting(1)], {})
     assert store.get_job(2) is None
+    assert store.get_job(10**20) is None and store.get_job(-(10**20)) is None
 
 
 def test_saving_a_job_again_replaces_its_record(open_store: Opener) -> None:
@@ -406,3 +413,441 @@ def test_memory_stores_share_records_only_within_a_factory_and_path(tmp_path: Pa
     assert [j.jobid for j in factory("a", False).load().jobs] == [1]
     assert factory("b", False).load().jobs == []
     assert MemoryStoreFactory()("a", False).load().jobs == []
+
+
+# ------------------------------------------------------------------------------ lossless text
+
+# Python's surrogateescape form of non-UTF-8 bytes, any lone surrogate, NUL, and separators
+ODD_TEXT = [
+    "caf\udce9",
+    "X=\udcff",
+    "\ud800",
+    "\udfff\ud800x",
+    "a\x00b",
+    "\x00",
+    "\x1f\udc80",
+    "é✓\udcc3\udca9",
+    '"\\udce9"',
+    "[",
+]
+TEXT_FIELDS = ["cmd", "args", "dir", "env", "host", "user", "workerid", "workerhost", "note"]
+
+
+def odd_job(text: str, fields: list[str] = TEXT_FIELDS, jobid: int = 42) -> Job:
+    """full_job with `text` in each of these fields (args and env: in each entry)."""
+    change: dict[str, object] = {f: text for f in fields if f not in ("args", "env")}
+    if "args" in fields:
+        change["args"] = [text, "", text + "\x1f", "plain"]
+    if "env" in fields:
+        change["env"] = [f"A={text}", "B=1", text]
+    return replace(full_job(), jobid=jobid, **change)
+
+
+@pytest.mark.parametrize("text", ODD_TEXT)
+def test_any_str_round_trips_in_every_text_field(open_store: Opener, text: str) -> None:
+    job, plain = odd_job(text), waiting(43)
+    open_store().save([plain, job], {"nextJobId": 44})  # one batch: plain and odd together
+    store = open_store()
+    assert [asdict(j) for j in store.load().jobs] == [asdict(job), asdict(plain)]
+    assert asdict(store.get_job(42)) == asdict(job)
+    assert asdict(store.get_job(43)) == asdict(plain)
+
+
+@pytest.mark.parametrize("field", TEXT_FIELDS)
+def test_a_lone_surrogate_in_one_field_round_trips(open_store: Opener, field: str) -> None:
+    job = odd_job("caf\udce9", [field])
+    store = open_store()
+    store.save([job], {})
+    done = replace(job, state=JobState.FINISHED, jobid=43)
+    store.save([done], {})
+    again = open_store()
+    assert [asdict(j) for j in again.load().jobs] == [asdict(job)]
+    assert asdict(again.get_job(43)) == asdict(done)
+
+
+_odd_char = st.one_of(st.characters(), st.integers(0xD800, 0xDFFF).map(chr), st.just("\x1f"))
+_odd_text = st.text(_odd_char, max_size=12)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    texts=st.lists(_odd_text, min_size=9, max_size=9),
+    args=st.lists(_odd_text, max_size=4),
+    env=st.lists(_odd_text, max_size=4),
+)
+def test_sqlite_keeps_any_str_exactly(
+    tmp_path_factory: pytest.TempPathFactory, texts: list[str], args: list[str], env: list[str]
+) -> None:
+    home = tmp_path_factory.mktemp("any")
+    cmd, dir_, host, user, workerid, workerhost, note, other, _ = texts
+    job = replace(
+        full_job(),
+        cmd=cmd,
+        args=args,
+        dir=dir_,
+        env=env,
+        host=host,
+        user=user,
+        workerid=workerid,
+        workerhost=workerhost,
+        note=note,
+    )
+    store = SqliteStore(str(home), create=True)
+    try:
+        store.save([job, waiting(43, cmd=other, env=list(env))], {})
+    finally:
+        store.close()
+    store = SqliteStore(str(home), create=False)
+    try:
+        loaded = store.load().jobs
+        assert asdict(loaded[0]) == asdict(job)
+        assert loaded[1].cmd == other and loaded[1].env == env
+        assert asdict(store.get_job(42)) == asdict(job)
+    finally:
+        store.close()
+
+
+def test_plain_rows_stay_plain_text_and_odd_ones_are_escaped(tmp_path: Path) -> None:
+    store = SqliteStore(str(tmp_path), create=True)
+    store.save(
+        [waiting(1), odd_job("\udce9", ["dir"], jobid=2), odd_job("\udce9", ["args"], 3)], {}
+    )
+    store.save([odd_job("\udce9", ["env"], jobid=4), odd_job("\udce9", ["env"], jobid=5)], {})
+    store.close()
+    db = sqlite3.connect(tmp_path / FILENAME)
+    rows = db.execute("SELECT jobid, escaped, typeof(cmd), typeof(dir) FROM jobs ORDER BY jobid")
+    assert rows.fetchall() == [(i, int(i in (2, 3)), "text", "text") for i in range(1, 6)]
+    assert db.execute("SELECT dir FROM jobs WHERE jobid = 2").fetchone()[0] == "\\udce9"
+    assert db.execute("SELECT count(DISTINCT env_id) FROM jobs WHERE jobid > 3").fetchone() == (1,)
+    db.close()
+
+
+# ------------------------------------------------------------------------------ schema v2: note
+
+SCHEMA_V1 = """
+CREATE TABLE env (id INTEGER PRIMARY KEY, hash BLOB NOT NULL UNIQUE, body TEXT NOT NULL);
+CREATE TABLE jobs (
+    jobid INTEGER PRIMARY KEY, state INTEGER NOT NULL, cmd TEXT NOT NULL, args TEXT NOT NULL,
+    shell INTEGER NOT NULL, dir TEXT NOT NULL, env_id INTEGER REFERENCES env(id),
+    host TEXT NOT NULL, user TEXT NOT NULL, attempt INTEGER NOT NULL, workerid TEXT NOT NULL,
+    workerhost TEXT NOT NULL, pid INTEGER NOT NULL, exit_status INTEGER NOT NULL,
+    submit_ns INTEGER NOT NULL, start_ns INTEGER NOT NULL, end_ns INTEGER NOT NULL,
+    out_bytes INTEGER NOT NULL
+);
+CREATE INDEX jobs_live ON jobs(jobid, env_id) WHERE state NOT IN (3, 4);
+CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+PRAGMA application_id = 1735356721;
+PRAGMA user_version = 1;
+"""
+
+
+def make_v1_store(home: Path) -> None:
+    """A store as goq with schema version 1 wrote it: two live jobs sharing an environment, an
+    ended one, and one with text where v1 let it be but an integer belongs."""
+    home.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(home / FILENAME)
+    db.executescript(SCHEMA_V1)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("INSERT INTO env (id, hash, body) VALUES (1, x'00', ?)", (json.dumps(ENV),))
+    row = "INSERT INTO jobs VALUES (?, ?, 'echo', ?, 0, '/home/a', ?, 'h', 'u', 0, '', '', ?, 0,"
+    row += " 5, 0, 0, 0)"
+    db.execute(row, (1, 1, encode_args(["1", "x y"]), 1, 0))
+    db.execute(row, (2, 4, encode_args(["2"]), None, 0))
+    db.execute(row, (3, 1, encode_args(["3"]), 1, "not a pid"))
+    db.execute(row, (4, 2, "", 1, 0))
+    db.execute("INSERT INTO counters VALUES ('nextJobId', 5), ('finishedJobsCount', 1)")
+    db.commit()
+    db.close()
+
+
+def test_version_1_store_is_migrated_and_keeps_its_jobs(tmp_path: Path) -> None:
+    make_v1_store(tmp_path)
+    store = SqliteStore(str(tmp_path), create=False)
+    state = store.load()
+    assert [(j.jobid, j.args, j.env, j.note) for j in state.jobs] == [
+        (1, ["1", "x y"], ENV, ""),
+        (4, [], ENV, ""),
+    ]
+    assert state.jobs[0].env is state.jobs[1].env
+    assert state.counters == {"nextJobId": 5, "finishedJobsCount": 1}
+    assert state.quarantined == [(3, "a version 1 row: pid holds TEXT, not an integer")]
+    assert store.get_job(2).state is JobState.CANCELLED
+    store.save([replace(state.jobs[0], note="moved")], {"nextJobId": 5}, [(b"n", 1)])
+    store.close()
+    db = sqlite3.connect(tmp_path / FILENAME)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    names = {r[0] for r in db.execute("SELECT name FROM sqlite_schema")}
+    assert {"jobs", "jobs_live", "quarantine", "nonces", "nonces_time"} <= names
+    assert "jobs_v1" not in names
+    (raw,) = db.execute("SELECT row FROM quarantine WHERE jobid = 3").fetchone()
+    assert json.loads(raw)["pid"] == "not a pid"
+    db.close()
+    again = SqliteStore(str(tmp_path), create=False)
+    state = again.load()
+    assert [(j.jobid, j.note) for j in state.jobs] == [(1, "moved"), (4, "")]
+    assert state.quarantined == [] and state.nonces == [(b"n", 1)]
+    assert again._trusted  # the migrated table is exactly the v2 one: the fast loader runs
+    again.close()
+
+
+# ------------------------------------------------------------------------------ quarantine
+
+_LOOSE = "loose"  # the schema edited by hand to drop STRICT and NOT NULL (then anything goes)
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        ("UPDATE jobs SET state = 99 WHERE jobid = 2", "state 99 is not a job state"),
+        ("UPDATE jobs SET args = '[1, 2]' WHERE jobid = 2", "args are not a list of strings"),
+        ("UPDATE jobs SET args = 'not json{' WHERE jobid = 2", "args are not a list of strings"),
+        ("UPDATE jobs SET env_id = 999 WHERE jobid = 2", "environment 999 is missing"),
+        ("UPDATE env SET body = 'nope' WHERE id = 2", "environment 2 is not a JSON list"),
+        ("UPDATE env SET body = '[\"A=1\", 2]' WHERE id = 2", "environment 2 is not a JSON list"),
+        ("UPDATE env SET body = CAST(x'ff' AS TEXT) WHERE id = 2", "environment 2 is not a JSON"),
+        ("UPDATE jobs SET escaped = 7 WHERE jobid = 2", "escaped is 7, not 0 or 1"),
+        (
+            "UPDATE jobs SET escaped = 1, cmd = 'bad\\x' WHERE jobid = 2",
+            "cmd of an escaped row is not in unicode_escape form",
+        ),
+        ("UPDATE jobs SET escaped = 1, dir = 'é' WHERE jobid = 2", "dir of an escaped row"),
+        ("UPDATE jobs SET cmd = CAST(x'ff' AS TEXT) WHERE jobid = 2", "cmd is not valid UTF-8"),
+        (_LOOSE + "UPDATE jobs SET pid = 'abc' WHERE jobid = 2", "pid holds TEXT, not an integer"),
+        (_LOOSE + "UPDATE jobs SET cmd = NULL WHERE jobid = 2", "cmd holds NULL, not text"),
+        (_LOOSE + "UPDATE jobs SET state = 'x' WHERE jobid = 2", "state holds TEXT, not an int"),
+        (_LOOSE + "UPDATE jobs SET attempt = 1.5 WHERE jobid = 2", "attempt holds REAL"),
+        (_LOOSE + "UPDATE jobs SET dir = x'00ff' WHERE jobid = 2", "dir holds BLOB, not text"),
+    ],
+)
+def test_damaged_row_is_quarantined_not_fatal(tmp_path: Path, damage: str, reason: str) -> None:
+    store = SqliteStore(str(tmp_path), create=True)
+    store.save([waiting(1), waiting(2, env=["ONLY=2"]), waiting(3)], {"nextJobId": 4})
+    store.close()
+    db = sqlite3.connect(tmp_path / FILENAME)
+    if damage.startswith(_LOOSE):
+        damage = damage.removeprefix(_LOOSE)
+        (ddl,) = db.execute("SELECT sql FROM sqlite_schema WHERE name = 'jobs'").fetchone()
+        loose = ddl.replace(" NOT NULL", "").replace(") STRICT", ")")
+        db.execute("PRAGMA writable_schema = ON")
+        db.execute("UPDATE sqlite_schema SET sql = ? WHERE name = 'jobs'", (loose,))
+        db.commit()
+        db.close()
+        db = sqlite3.connect(tmp_path / FILENAME)
+    db.execute(damage)
+    db.commit()
+    db.close()
+
+    store = SqliteStore(str(tmp_path), create=False)
+    with pytest.raises(StoreError, match=f"job 2 is damaged: {re.escape(reason)}") as err:
+        store.get_job(2)
+    assert "\n" not in str(err.value) and str(tmp_path / FILENAME) in str(err.value)
+    state = store.load()
+    assert [(j.jobid, j.args, j.env) for j in state.jobs] == [(1, ["1"], ENV), (3, ["3"], ENV)]
+    assert state.jobs[0].env is state.jobs[1].env
+    assert [q[0] for q in state.quarantined] == [2]
+    assert state.quarantined[0][1].startswith(reason)
+    assert state.counters == {"nextJobId": 4}
+    with pytest.raises(StoreError, match=f"job 2 is quarantined: {re.escape(reason)}"):
+        store.get_job(2)
+    assert store.get_job(1).args == ["1"]
+    store.close()
+
+    again = SqliteStore(str(tmp_path), create=False)
+    state = again.load()
+    assert [j.jobid for j in state.jobs] == [1, 3] and state.quarantined == []
+    again.close()
+    db = sqlite3.connect(tmp_path / FILENAME)
+    rows = db.execute("SELECT jobid, row, reason, at_ns FROM quarantine").fetchall()
+    db.close()
+    assert len(rows) == 1 and rows[0][0] == 2 and rows[0][2].startswith(reason)
+    assert json.loads(rows[0][1])["jobid"] == 2 and rows[0][3] > 0
+
+
+def test_damaged_ended_record_is_a_store_error_for_get_job(tmp_path: Path) -> None:
+    store = SqliteStore(str(tmp_path), create=True)
+    store.save([waiting(1, state=JobState.FINISHED)], {})
+    db = sqlite3.connect(tmp_path / FILENAME)
+    db.execute("UPDATE jobs SET args = '{' WHERE jobid = 1")
+    db.commit()
+    db.close()
+    with pytest.raises(StoreError, match="job 1 is damaged: args"):
+        store.get_job(1)
+    assert store.load().jobs == []  # ended: not loaded, so not quarantined either
+    store.close()
+
+
+def test_quarantine_that_cannot_be_committed_is_reported_and_retried(tmp_path: Path) -> None:
+    store = SqliteStore(str(tmp_path), create=True)
+    store.save([waiting(1), waiting(2)], {})
+    db = sqlite3.connect(tmp_path / FILENAME)
+    db.execute("UPDATE jobs SET state = 77 WHERE jobid = 2")
+    db.commit()
+    db.close()
+    store._db.execute("PRAGMA query_only = ON")  # as a read-only file would
+    state = store.load()
+    assert [j.jobid for j in state.jobs] == [1] and [q[0] for q in state.quarantined] == [2]
+    store._db.execute("PRAGMA query_only = OFF")
+    assert [q[0] for q in store.load().quarantined] == [2]  # moved now
+    assert store.load().quarantined == []
+    store.close()
+
+
+def test_quarantine_moves_a_job_the_server_refuses(open_store: Opener) -> None:
+    store = open_store()
+    store.save([waiting(1), waiting(2, dir="/tmp/\x00evil")], {"nextJobId": 3})
+    store.quarantine(2, "its directory holds a NUL byte")
+    store.quarantine(99, "no such job: nothing happens")
+    assert [j.jobid for j in store.load().jobs] == [1]
+    with pytest.raises(StoreError, match="job 2 is quarantined: its directory holds a NUL"):
+        store.get_job(2)
+    assert store.get_job(99) is None
+    again = open_store(create=False)
+    assert [j.jobid for j in again.load().jobs] == [1]
+
+
+# ------------------------------------------------------------------------------ nonces
+
+
+def test_nonces_are_saved_with_jobs_and_forgotten_by_age(open_store: Opener) -> None:
+    store = open_store()
+    store.save([], {}, [(b"n1", 100), (b"n2", 200)])
+    store.save([waiting(1)], {"nextJobId": 2}, [(b"n3", 300), (b"n1", 999)])  # n1 kept as is
+    again = open_store(create=False)
+    state = again.load()
+    assert sorted(state.nonces) == [(b"n1", 100), (b"n2", 200), (b"n3", 300)]
+    assert [j.jobid for j in state.jobs] == [1]
+    again.save([], {}, [(b"n4", 400), (b"old", 1)], forget_nonces_before_ns=250)
+    assert sorted(open_store().load().nonces) == [(b"n3", 300), (b"n4", 400)]
+    again.save([waiting(2)], {"nextJobId": 3})  # two arguments: as before
+    assert sorted(open_store().load().nonces) == [(b"n3", 300), (b"n4", 400)]
+
+
+def test_failed_save_keeps_no_nonces_and_forgets_none(tmp_path: Path) -> None:
+    store = SqliteStore(str(tmp_path), create=True)
+    store.save([], {}, [(b"a", 10)])
+    with pytest.raises(StoreError) as err:
+        store.save([waiting(2**63)], {}, [(b"b", 20)], forget_nonces_before_ns=50)
+    assert err.value.transient is False
+    assert store.load().nonces == [(b"a", 10)]
+    plan = store._db.execute("EXPLAIN QUERY PLAN DELETE FROM nonces WHERE sendtime_ns < 5")
+    assert "nonces_time" in str(plan.fetchall())
+    store.close()
+
+
+# ------------------------------------------------------------------------------ disk trouble
+
+
+def _one_line(err: StoreError, path: Path) -> str:
+    text = str(err)
+    assert "\n" not in text and str(path) in text, text
+    return text
+
+
+def test_full_database_is_transient_and_the_same_save_succeeds_later(tmp_path: Path) -> None:
+    store = SqliteStore(str(tmp_path), create=True)
+    store.save([waiting(1)], {"nextJobId": 2})
+    pages = store._db.execute("PRAGMA page_count").fetchone()[0]
+    store._db.execute(f"PRAGMA max_page_count = {pages + 2}")  # as a full disk would
+    batch = [waiting(i, cmd="x" * 500) for i in range(2, 2002)]
+    with pytest.raises(StoreError) as err:
+        store.save(batch, {"nextJobId": 2002}, [(b"n", 1)])
+    assert "database or disk is full" in _one_line(err.value, tmp_path / FILENAME)
+    assert err.value.transient is True
+    state = store.load()  # still usable; nothing of the failed save is there
+    assert [j.jobid for j in state.jobs] == [1] and state.counters == {"nextJobId": 2}
+    assert state.nonces == []
+    store._db.execute("PRAGMA max_page_count = 1073741823")
+    store.save(batch, {"nextJobId": 2002}, [(b"n", 1)])
+    store.close()
+    again = SqliteStore(str(tmp_path), create=False)
+    state = again.load()
+    assert [j.jobid for j in state.jobs] == list(range(1, 2002))
+    assert state.counters == {"nextJobId": 2002} and state.nonces == [(b"n", 1)]
+    again.close()
+
+
+def test_read_only_database_at_save_is_transient(tmp_path: Path) -> None:
+    store = SqliteStore(str(tmp_path), create=True)
+    store._db.execute("PRAGMA query_only = ON")  # what SQLite says of a read-only file
+    with pytest.raises(StoreError, match="readonly database") as err:
+        store.save([waiting(1)], {"nextJobId": 2})
+    _one_line(err.value, tmp_path / FILENAME)
+    assert err.value.transient is True
+    store._db.execute("PRAGMA query_only = OFF")
+    store.save([waiting(1)], {"nextJobId": 2})
+    assert [j.jobid for j in store.load().jobs] == [1]
+    store.close()
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[Path]:
+    """A 512 KiB tmpfs (root only; skipped where it cannot be mounted)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    cmd = ["mount", "-t", "tmpfs", "-o", "size=512k,mode=0700", "tmpfs", str(mnt)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {proc.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def _remount(mnt: Path, options: str) -> None:
+    subprocess.run(["mount", "-o", f"remount,{options}", str(mnt)], check=True)
+
+
+def test_full_file_system_is_transient_and_saves_resume_when_space_returns(
+    small_fs: Path,
+) -> None:
+    home = small_fs / ".goq"
+    store = SqliteStore(str(home), create=True)
+    saved, next_id = [], 1
+    with pytest.raises(StoreError) as err:
+        for _ in range(100):
+            batch = [waiting(i, cmd="y" * 300) for i in range(next_id, next_id + 300)]
+            store.save(batch, {"nextJobId": next_id + 300})
+            saved += batch
+            next_id += 300
+    assert "database or disk is full" in _one_line(err.value, home / FILENAME)
+    assert err.value.transient is True
+    assert len(store.load().jobs) == len(saved) > 0
+    with pytest.raises(StoreError):  # still full: the same save fails the same way
+        store.save(batch, {"nextJobId": next_id + 300})
+    _remount(small_fs, "size=16m")
+    store.save(batch, {"nextJobId": next_id + 300})
+    store.close()
+    again = SqliteStore(str(home), create=False)
+    assert [j.jobid for j in again.load().jobs] == list(range(1, next_id + 300))
+    again.close()
+
+
+def test_read_only_file_system_at_open_is_one_store_error_line(small_fs: Path) -> None:
+    home = small_fs / ".goq"
+    store = SqliteStore(str(home), create=True)
+    store.save([waiting(1)], {"nextJobId": 2})
+    store.close()
+    _remount(small_fs, "ro")
+    with pytest.raises(StoreError, match="read-only") as err:
+        SqliteStore(str(home), create=False)
+    _one_line(err.value, home / FILENAME)
+    with pytest.raises(StoreError, match="Read-only file system") as err:
+        SqliteStore(str(small_fs / "fresh"), create=True)
+
+
+def test_unwritable_directory_at_open_is_one_store_error_line(tmp_path: Path) -> None:
+    if os.geteuid() == 0:
+        pytest.skip("root writes through chmod (see the read-only tmpfs test)")
+    home = tmp_path / ".goq"
+    SqliteStore(str(home), create=True).close()
+    home.chmod(0o500)
+    try:
+        with pytest.raises(StoreError) as err:
+            store = SqliteStore(str(home), create=False)
+            store.save([waiting(1)], {})
+        _one_line(err.value, home / FILENAME)
+    finally:
+        home.chmod(0o700)

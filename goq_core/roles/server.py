@@ -130,11 +130,9 @@ class Server:
             ) from None
         self.store = self.plugins.store(self.options.store, home_dir, create=False)
         stored = self.store.load()
-        for jobid, why in getattr(stored, "quarantined", ()):
+        for jobid, why in stored.quarantined:
             self.log(f"stored job {jobid} is damaged ({why}): moved to quarantine, not run")
-        self.kernel.restore(
-            self._usable(stored.jobs), stored.counters, time.time(), getattr(stored, "nonces", ())
-        )
+        self.kernel.restore(self._usable(stored.jobs), stored.counters, time.time(), stored.nonces)
         transport = self.plugins.transport(self.settings.transport)
         self.end = transport.listen(self.settings.address, self.options.max_frame + TOO_BIG_SLACK)
         self.started = time.time()
@@ -153,9 +151,8 @@ class Server:
                 good.append(job)
                 continue
             self.log(f"stored job {job.jobid} cannot run ({why}): moved to quarantine")
-            quarantine = getattr(self.store, "quarantine", None)
-            if quarantine is not None:
-                quarantine(job.jobid, why)
+            assert self.store is not None
+            self.store.quarantine(job.jobid, why)
         return good
 
     def log(self, line: str) -> None:
@@ -222,7 +219,7 @@ class Server:
                 self._turn()
                 failures = 0
             except StoreError as exc:
-                if getattr(exc, "transient", False):
+                if exc.transient:
                     continue  # _commit has kept the records; it retries
                 self.log(f"stopping: the store failed: {exc}")
                 self._stop_without_store()
@@ -422,17 +419,14 @@ class Server:
             forget = int((now - self.kernel.config.skew_sec - 1) * 1e9)
             self._forget_nonces_at = now + 10
         try:
-            if nonces or forget:
-                self.store.save(
-                    list(saves.values()),
-                    self.kernel.durable_counters(),
-                    nonces,
-                    forget_nonces_before_ns=forget,
-                )
-            else:
-                self.store.save(list(saves.values()), self.kernel.durable_counters())
+            self.store.save(
+                list(saves.values()),
+                self.kernel.durable_counters(),
+                nonces,
+                forget_nonces_before_ns=forget,
+            )
         except StoreError as exc:
-            if not getattr(exc, "transient", False):
+            if not exc.transient:
                 raise
             if self._pending is None:
                 self.log(f"cannot commit to the store: {exc}; refusing submissions meanwhile")

@@ -3,6 +3,8 @@ disk; stores opened by one factory at the same path share their records until it
 
 It copies every job on the way in and out, as a real store does: callers mutate their Job
 objects after a save, and must not find those changes in the record unless they save again.
+Any str is kept as is (lone surrogates, NUL). It also keeps the replay guard's nonces, and the
+jobs moved aside by `quarantine` (nothing it holds can be damaged, so `load` quarantines none).
 """
 
 from __future__ import annotations
@@ -19,10 +21,18 @@ _ENDED = (JobState.FINISHED, JobState.CANCELLED)
 
 @dataclass(slots=True)
 class _Records:
-    """What one path holds: jobs by id (copies) and counters."""
+    """What one path holds: jobs by id (copies), counters, nonces, and quarantined jobs."""
 
     jobs: dict[int, Job] = field(default_factory=dict)
     counters: dict[str, int] = field(default_factory=dict)
+    nonces: dict[bytes, int] = field(default_factory=dict)  # nonce -> sendtime_ns
+    quarantine: dict[int, tuple[Job, str]] = field(default_factory=dict)  # jobid -> job, reason
+
+
+def _closed() -> StoreError:
+    err = StoreError("memory store is closed")
+    err.transient = False  # type: ignore[attr-defined]
+    return err
 
 
 class MemoryStore:
@@ -35,7 +45,7 @@ class MemoryStore:
 
     def _open_records(self) -> _Records:
         if self._records is None:
-            raise StoreError("memory store is closed")
+            raise _closed()
         return self._records
 
     def load(self) -> StoredState:
@@ -51,20 +61,48 @@ class MemoryStore:
             if env is None:
                 env = envs[key] = list(key)
             jobs.append(replace(job, args=list(job.args), env=env))
-        return StoredState(jobs=jobs, counters=dict(records.counters))
+        return StoredState(
+            jobs=jobs, counters=dict(records.counters), nonces=list(records.nonces.items())
+        )
 
-    def save(self, jobs: Sequence[Job], counters: dict[str, int]) -> None:
+    def save(
+        self,
+        jobs: Sequence[Job],
+        counters: dict[str, int],
+        nonces: Sequence[tuple[bytes, int]] = (),
+        forget_nonces_before_ns: int = 0,
+    ) -> None:
         records = self._open_records()
         copies = [replace(j, args=list(j.args), env=list(j.env)) for j in jobs]
+        new_nonces = [(bytes(n), int(t)) for n, t in nonces]
         for job in copies:  # all copied first: a bad job leaves the record untouched
             records.jobs[job.jobid] = job
         records.counters.update(counters)
+        for nonce, sendtime_ns in new_nonces:
+            records.nonces.setdefault(nonce, sendtime_ns)
+        if forget_nonces_before_ns > 0:
+            old = [n for n, t in records.nonces.items() if t < forget_nonces_before_ns]
+            for nonce in old:
+                del records.nonces[nonce]
 
     def get_job(self, jobid: int) -> Job | None:
-        job = self._open_records().jobs.get(jobid)
+        records = self._open_records()
+        job = records.jobs.get(jobid)
         if job is None:
+            if jobid in records.quarantine:
+                err = StoreError(
+                    f"memory store: job {jobid} is quarantined: {records.quarantine[jobid][1]}"
+                )
+                err.transient = False  # type: ignore[attr-defined]
+                raise err
             return None
         return replace(job, args=list(job.args), env=list(job.env))
+
+    def quarantine(self, jobid: int, reason: str) -> None:
+        records = self._open_records()
+        job = records.jobs.pop(jobid, None)
+        if job is not None:
+            records.quarantine[jobid] = (job, reason)
 
     def close(self) -> None:
         self._records = None

@@ -8,14 +8,36 @@ panic can lose the last commits made since the log was last synced to disk; pass
 ``synchronous="FULL"`` (``GOQ_SQLITE_SYNC=FULL``) to sync the log at every commit instead, at
 the price of one fsync per save.
 
-Layout (schema version in ``PRAGMA user_version``):
-- ``jobs``: one row per job, keyed by jobid, every `Job` field; args in a compact text form
-  (see `encode_args`: unit-separated, JSON only for args that hold a separator); the
-  environment as a reference into ``env`` (NULL for an empty one). A partial index lists only
-  the jobs not yet ended, in jobid order, so `load` never walks the finished history.
-- ``env``: each distinct environment once, keyed by a hash of its entries: the thousands of
-  jobs submitted from one shell share one row, and `load` hands them one shared list.
+Layout, schema version 2 (in ``PRAGMA user_version``; a version 1 file is migrated when opened):
+- ``jobs`` (STRICT): one row per job, keyed by jobid, every `Job` field (``note`` new in v2);
+  args in a compact text form (see `encode_args`: unit-separated, JSON only for args that hold a
+  separator); the environment as a reference into ``env`` (NULL for an empty one). A partial
+  index lists only the jobs not yet ended, in jobid order, so `load` never walks the finished
+  history. STRICT makes SQLite refuse a value of the wrong type, so `load` need not check types.
+- Text is lossless for any Python str (lone surrogates from surrogateescape'd argv, env and
+  paths, surrogate pairs, embedded NUL). Text that UTF-8 can hold is stored as is. When one of
+  a job's text fields cannot be (a lone surrogate), the row has ``escaped = 1`` and its eight
+  text fields (cmd, args as encoded, dir, host, user, workerid, workerhost, note) are each
+  stored in Python's ``unicode_escape`` form, which is ASCII (``caf\\udce9``) and decodes to
+  exactly the same str (JSON's ``\\u`` escapes would not: they merge surrogate pairs). Plain
+  rows (``escaped = 0``) cost nothing extra to save or load.
+- ``env``: each distinct environment once, keyed by a hash of its body: the thousands of jobs
+  submitted from one shell share one row, and `load` hands them one shared list. The body is
+  the JSON list of entries, or, when UTF-8 cannot hold that, ``u`` followed by the JSON's
+  ``unicode_escape`` form.
 - ``counters``: name -> integer (nextJobId, finishedJobsCount...).
+- ``quarantine``: rows of ``jobs`` that cannot be turned into a Job (an unknown state, bad args
+  or environment, a value of the wrong type or not UTF-8: written by hand or by a damaged
+  disk), or that the server refused (`quarantine`): jobid, the raw row as JSON (text as str,
+  blobs as ``{"blob": hex}``), the reason, and when (ns). `load` moves them there and reports
+  them instead of failing; `get_job` of such a job raises StoreError with the reason.
+- ``nonces`` (STRICT, WITHOUT ROWID): the replay guard's memory, nonce -> send time (ns),
+  indexed by send time so that forgetting old ones is cheap; written by `save`.
+
+Errors: every failure is a StoreError of one line naming the file. Those raised by `save` (and
+the other calls) carry ``transient``: True for what can pass (disk full, read-only file or
+directory, I/O error, database busy or locked), so the server may keep running and retry; the
+store stays usable after any failed save.
 """
 
 from __future__ import annotations
@@ -26,30 +48,41 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from typing import Any
 
 from goq_core.errors import StoreError
 from goq_core.interfaces import StoredState
 from goq_core.messages import Job, JobState
 
 FILENAME = "goq.db"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 APPLICATION_ID = 0x676F7131  # "goq1": marks the file as goq's, not some other SQLite file
 SYNC_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 _ENDED = (int(JobState.FINISHED), int(JobState.CANCELLED))
 _STATES = {int(s): s for s in JobState}
 _ENV_CACHE_MAX = 4096  # distinct environments remembered between saves (then forgotten)
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1  # what an SQLite INTEGER holds
 _IN_CHUNK = 500  # ids per "WHERE id IN (...)" query, well under SQLite's variable limit
 
-_SCHEMA_V1 = f"""
-CREATE TABLE env (
-    id   INTEGER PRIMARY KEY,
-    hash BLOB NOT NULL UNIQUE,
-    body TEXT NOT NULL
-);
-CREATE TABLE jobs (
+# SQLite's primary result codes for conditions that can pass: retry later, same store
+_TRANSIENT_CODES = frozenset(
+    {
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+        sqlite3.SQLITE_NOMEM,
+        sqlite3.SQLITE_READONLY,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_CANTOPEN,
+    }
+)
+_READONLY_DBMOVED = sqlite3.SQLITE_READONLY | (4 << 8)  # the file was deleted or moved: stays
+
+_JOBS_DDL = """CREATE TABLE jobs (
     jobid       INTEGER PRIMARY KEY,
     state       INTEGER NOT NULL,
     cmd         TEXT NOT NULL,
@@ -67,36 +100,71 @@ CREATE TABLE jobs (
     submit_ns   INTEGER NOT NULL,
     start_ns    INTEGER NOT NULL,
     end_ns      INTEGER NOT NULL,
-    out_bytes   INTEGER NOT NULL
-);
-CREATE INDEX jobs_live ON jobs(jobid, env_id) WHERE state NOT IN {_ENDED};
-CREATE TABLE counters (
+    out_bytes   INTEGER NOT NULL,
+    note        TEXT NOT NULL DEFAULT '',
+    escaped     INTEGER NOT NULL DEFAULT 0
+) STRICT"""
+_NONCES_DDL = """CREATE TABLE nonces (
+    nonce       BLOB PRIMARY KEY,
+    sendtime_ns INTEGER NOT NULL
+) STRICT, WITHOUT ROWID"""
+_V2_TABLES = (  # what version 2 adds to, or changes in, version 1
+    _JOBS_DDL,
+    f"CREATE INDEX jobs_live ON jobs(jobid, env_id) WHERE state NOT IN {_ENDED}",
+    """CREATE TABLE quarantine (
+    id     INTEGER PRIMARY KEY,
+    jobid  INTEGER NOT NULL,
+    row    TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    at_ns  INTEGER NOT NULL
+)""",
+    "CREATE INDEX quarantine_jobid ON quarantine(jobid)",
+    _NONCES_DDL,
+    "CREATE INDEX nonces_time ON nonces(sendtime_ns)",
+)
+_SCHEMA = (
+    """CREATE TABLE env (
+    id   INTEGER PRIMARY KEY,
+    hash BLOB NOT NULL UNIQUE,
+    body TEXT NOT NULL
+)""",
+    """CREATE TABLE counters (
     name  TEXT PRIMARY KEY,
     value INTEGER NOT NULL
-) WITHOUT ROWID;
-PRAGMA application_id = {APPLICATION_ID};
-PRAGMA user_version = {SCHEMA_VERSION};
-"""
+) WITHOUT ROWID""",
+    *_V2_TABLES,
+    f"PRAGMA application_id = {APPLICATION_ID}",
+    f"PRAGMA user_version = {SCHEMA_VERSION}",
+)
 
-# Migrations from version N to N + 1 (none yet): a future goq adds {1: migrate_1_to_2, ...}.
-_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {}
-
-_COLUMNS = (
+_V1_COLUMNS = (
     "jobid, cmd, args, shell, dir, env_id, host, user, state, attempt, workerid, workerhost,"
     " pid, exit_status, submit_ns, start_ns, end_ns, out_bytes"
 )
-_UPDATES = ", ".join(f"{c}=excluded.{c}" for c in _COLUMNS.replace(" ", "").split(",")[1:])
+_COLUMNS = _V1_COLUMNS + ", note, escaped"
+_NAMES = tuple(_COLUMNS.replace(" ", "").split(","))
+_INT_NAMES = frozenset(
+    ("jobid", "state", "shell", "attempt", "pid", "exit_status")
+    + ("submit_ns", "start_ns", "end_ns", "out_bytes", "escaped")
+)
+_ESCAPABLE = ("cmd", "args", "dir", "host", "user", "workerid", "workerhost", "note")
+_UPDATES = ", ".join(f"{c}=excluded.{c}" for c in _NAMES[1:])
 _UPSERT_JOB = (
-    f"INSERT INTO jobs ({_COLUMNS}) VALUES ({', '.join('?' * 18)})"
+    f"INSERT INTO jobs ({_COLUMNS}) VALUES ({', '.join('?' * len(_NAMES))})"
     f" ON CONFLICT(jobid) DO UPDATE SET {_UPDATES}"
 )
 _UPSERT_COUNTER = (
     "INSERT INTO counters (name, value) VALUES (?, ?)"
     " ON CONFLICT(name) DO UPDATE SET value=excluded.value"
 )
+_INSERT_NONCE = "INSERT INTO nonces (nonce, sendtime_ns) VALUES (?, ?) ON CONFLICT DO NOTHING"
 _LIVE = f"state NOT IN {_ENDED}"
+# the careful reader's columns: each value with its SQLite type, read as bytes if text
+_TYPED = ", ".join(f"typeof({c}), {c}" for c in _NAMES)
+_NOT_SURELY_ENDED = f"NOT (typeof(state) = 'integer' AND state IN {_ENDED})"
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_ascii_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True).encode
 _loads = json.loads
 _US = "\x1f"  # ASCII unit separator
 
@@ -121,6 +189,32 @@ def decode_args(text: str) -> list[str]:
     return _loads(text)
 
 
+def _utf8_ok(text: str) -> bool:
+    """Whether SQLite can store `text` as TEXT (no lone surrogates)."""
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _is_str_list(value: object) -> bool:
+    return type(value) is list and all(type(v) is str for v in value)
+
+
+def _store_error(text: str, transient: bool = False) -> StoreError:
+    """A StoreError of one line, with the `transient` flag the server reads."""
+    err = StoreError(" ".join(text.split("\n")))
+    err.transient = transient  # type: ignore[attr-defined]
+    return err
+
+
+class _Damaged(Exception):
+    """A stored row that cannot be turned into a Job; the message says why."""
+
+
 @contextmanager
 def _gc_paused() -> Iterator[None]:
     """No cyclic garbage collection while a million Jobs are made (none of them is garbage):
@@ -134,16 +228,126 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+@contextmanager
+def _text_as_bytes(db: sqlite3.Connection) -> Iterator[None]:
+    """Read TEXT as bytes, so that a value that is not UTF-8 spoils only its own row."""
+    before = db.text_factory
+    db.text_factory = bytes
+    try:
+        yield
+    finally:
+        db.text_factory = before
+
+
+def _raw_json(typed: Sequence[Any], names: Sequence[str] = _NAMES) -> str:
+    """A row read by the careful reader as JSON: text as str (surrogateescape for bytes that
+    are not UTF-8), blobs as {"blob": hex}; for the quarantine table."""
+    out: dict[str, object] = {}
+    for i, name in enumerate(names):
+        kind, value = typed[2 * i], typed[2 * i + 1]
+        if kind in (b"text", "text") and isinstance(value, bytes):
+            value = value.decode("utf-8", "surrogateescape")
+        elif isinstance(value, bytes):
+            value = {"blob": value.hex()}
+        out[name] = value
+    return _ascii_dumps(out)
+
+
+def _typed_value(name: str, kind: Any, value: Any) -> Any:
+    """One column of a careful read, checked: int for integer columns, str for text ones."""
+    kind = kind.decode() if isinstance(kind, bytes) else kind
+    if name == "env_id" and kind == "null":
+        return None
+    if name in _INT_NAMES or name == "env_id":
+        if kind != "integer":
+            raise _Damaged(f"{name} holds {kind.upper()}, not an integer")
+        return value
+    if kind != "text":
+        raise _Damaged(f"{name} holds {kind.upper()}, not text")
+    try:
+        return value.decode("utf-8") if isinstance(value, bytes) else value
+    except UnicodeDecodeError:
+        raise _Damaged(f"{name} is not valid UTF-8") from None
+
+
+def _escape(text: str) -> str:
+    """Any str as ASCII text that `_unescape` turns back into exactly the same str."""
+    return text.encode("unicode_escape").decode("ascii")
+
+
+def _unescape(name: str, text: str) -> str:
+    """A field of an escaped row (see `_escape`)."""
+    try:
+        return text.encode("ascii").decode("unicode_escape")
+    except (ValueError, DeprecationWarning):  # not ASCII, a broken or unknown escape
+        raise _Damaged(f"{name} of an escaped row is not in unicode_escape form") from None
+
+
+def _env_body(env: list[str]) -> str:
+    """An environment's body in the env table: its JSON, or u + that escaped."""
+    body = _dumps(env)
+    return body if _utf8_ok(body) else "u" + _escape(body)
+
+
+def _env_entries(body: str) -> object:
+    """What `_env_body` was given (a list of str unless the row is damaged)."""
+    if body[:1] == "u":
+        body = _unescape("environment", body[1:])
+    return _loads(body)
+
+
+def _careful_job(typed: Sequence[Any], env_of: Callable[[int], list[str]]) -> Job:
+    """The Job of a row read by the careful reader, every value checked; _Damaged if none."""
+    v = {name: _typed_value(name, typed[2 * i], typed[2 * i + 1]) for i, name in enumerate(_NAMES)}
+    escaped = v.pop("escaped")
+    if escaped not in (0, 1):
+        raise _Damaged(f"escaped is {escaped}, not 0 or 1")
+    if escaped:
+        for name in _ESCAPABLE:
+            v[name] = _unescape(name, v[name])
+    state = _STATES.get(v["state"])
+    if state is None:
+        raise _Damaged(f"state {v['state']} is not a job state")
+    v["state"] = state
+    try:
+        args = decode_args(v["args"])
+    except ValueError:
+        args = None
+    if not _is_str_list(args):
+        raise _Damaged("args are not a list of strings")
+    v["args"] = args
+    v["shell"] = v["shell"] != 0
+    env_id = v.pop("env_id")
+    v["env"] = [] if env_id is None else env_of(env_id)
+    return Job(**v)
+
+
+def _env_value(env_id: int, typed: Sequence[Any] | None) -> list[str]:
+    """The entries of environment `env_id` from (typeof(body), body) read as bytes; _Damaged
+    if it is missing or not a JSON list of strings."""
+    if typed is None:
+        raise _Damaged(f"environment {env_id} is missing")
+    kind, body = typed
+    try:
+        entries = _env_entries(body.decode("utf-8")) if kind == b"text" else None
+    except (ValueError, _Damaged):  # not UTF-8, not JSON
+        entries = None
+    if not _is_str_list(entries):
+        raise _Damaged(f"environment {env_id} is not a JSON list of strings")
+    return entries
+
+
 class SqliteStore:
-    """Jobs and counters in ``<path>/goq.db``. One server uses it at a time (the server holds
-    its lock); calls are serialised by an internal lock, so any thread may call."""
+    """Jobs, counters, nonces and quarantined rows in ``<path>/goq.db``. One server uses it at
+    a time (the server holds its lock); calls are serialised by an internal lock, so any thread
+    may call."""
 
     name = "sqlite"
 
     def __init__(self, path: str, create: bool, synchronous: str = "NORMAL") -> None:
         sync = synchronous.upper()
         if sync not in SYNC_MODES:
-            raise StoreError(
+            raise _store_error(
                 f"unknown SQLite sync mode {synchronous!r}; use one of {', '.join(SYNC_MODES)}"
             )
         self.path = os.path.join(path, FILENAME)
@@ -151,6 +355,8 @@ class SqliteStore:
         self._lock = threading.Lock()
         self._env_ids: dict[tuple[str, ...], int] = {}  # committed envs: entries -> env.id
         self._counters: dict[str, int] = {}  # counter values as last committed
+        self._trusted = False  # the jobs and nonces tables are exactly ours (STRICT): fast load
+        self._migrated: list[tuple[int, str]] = []  # quarantined by a migration, not reported yet
         self._db: sqlite3.Connection | None = self._open(path, create)
 
     # ------------------------------------------------------------------------------ opening
@@ -158,7 +364,7 @@ class SqliteStore:
     def _open(self, dirpath: str, create: bool) -> sqlite3.Connection:
         if not os.path.exists(self.path):
             if not create:
-                raise StoreError(
+                raise _store_error(
                     f"no goq store at {self.path}; refusing to start on an empty queue"
                     " (restore the file, or run `goq init` in a fresh GOQ_HOME)"
                 )
@@ -169,11 +375,13 @@ class SqliteStore:
             except FileExistsError:
                 pass
             except OSError as e:
-                raise StoreError(f"cannot create goq store {self.path}: {e.strerror}") from None
+                raise _store_error(
+                    f"cannot create goq store {self.path}: {e.strerror}", transient=True
+                ) from None
         try:
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as e:
-            raise StoreError(f"cannot open goq store {self.path}: {e}") from None
+            raise _store_error(f"cannot open goq store {self.path}: {e}") from None
         try:
             self._prepare(db, create)
         except BaseException:
@@ -187,14 +395,14 @@ class SqliteStore:
             app_id = db.execute("PRAGMA application_id").fetchone()[0]
             has_tables = db.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0] > 0
             if (version > 0 and app_id != APPLICATION_ID) or (has_tables and version == 0):
-                raise StoreError(f"{self.path} is an SQLite file but not a goq store")
+                raise _store_error(f"{self.path} is an SQLite file but not a goq store")
             if version > SCHEMA_VERSION:
-                raise StoreError(
+                raise _store_error(
                     f"goq store {self.path} has schema version {version}, written by a newer"
                     f" goq; this goq knows versions up to {SCHEMA_VERSION}: upgrade goq"
                 )
             if version == 0 and not create:  # before any PRAGMA that writes to the file
-                raise StoreError(
+                raise _store_error(
                     f"goq store {self.path} is empty (no schema); refusing to start on an empty"
                     " queue (restore the file, or run `goq init` in a fresh GOQ_HOME)"
                 )
@@ -203,178 +411,397 @@ class SqliteStore:
             db.execute("PRAGMA cache_size=-32768")  # KiB: 32 MiB of page cache
             db.execute("PRAGMA temp_store=MEMORY")
             if version == 0:
-                db.execute("BEGIN IMMEDIATE")  # two creators at once: the second sees v1
+                db.execute("BEGIN IMMEDIATE")  # two creators at once: the second sees v2
                 if db.execute("PRAGMA user_version").fetchone()[0] == 0:
-                    for statement in filter(str.strip, _SCHEMA_V1.split(";")):
+                    for statement in _SCHEMA:
                         db.execute(statement)
                 db.execute("COMMIT")
                 version = SCHEMA_VERSION
             while version < SCHEMA_VERSION:
                 db.execute("BEGIN IMMEDIATE")
-                _MIGRATIONS[version](db)
+                try:
+                    if db.execute("PRAGMA user_version").fetchone()[0] == version:
+                        _MIGRATIONS[version](self, db)
+                        db.execute(f"PRAGMA user_version={version + 1}")
+                    db.execute("COMMIT")
+                except BaseException:
+                    self._rollback(db)
+                    raise
                 version += 1
-                db.execute(f"PRAGMA user_version={version}")
-                db.execute("COMMIT")
-            self._counters = dict(db.execute("SELECT name, value FROM counters"))
+            sql = dict(db.execute("SELECT name, sql FROM sqlite_schema WHERE type = 'table'"))
+            self._trusted = sql.get("jobs") == _JOBS_DDL and sql.get("nonces") == _NONCES_DDL
+            self._counters = self._read_counters(db)
+
+    def _migrate_1_to_2(self, db: sqlite3.Connection) -> None:
+        """Rebuild jobs as STRICT with note and escaped; add quarantine and nonces. A v1 row
+        holding a value of the wrong type goes to quarantine instead."""
+        db.execute("ALTER TABLE jobs RENAME TO jobs_v1")
+        for statement in _V2_TABLES:
+            if statement.startswith("CREATE TABLE"):
+                db.execute(statement)
+        fits = " AND ".join(
+            f"typeof({c}) = 'integer'"
+            if c in _INT_NAMES
+            else f"typeof({c}) IN ('integer', 'null')"
+            if c == "env_id"
+            else f"typeof({c}) = 'text'"
+            for c in _NAMES[:-2]
+        )
+        db.execute(
+            f"INSERT INTO jobs ({_V1_COLUMNS}) SELECT {_V1_COLUMNS} FROM jobs_v1 WHERE {fits}"
+        )
+        typed = ", ".join(f"typeof({c}), {c}" for c in _NAMES[:-2])
+        now = time.time_ns()
+        with _text_as_bytes(db):
+            bad = db.execute(f"SELECT rowid, {typed} FROM jobs_v1 WHERE NOT ({fits})").fetchall()
+        for rowid, *values in bad:
+            reason = "a version 1 row with a value of the wrong type"
+            for i, name in enumerate(_NAMES[:-2]):
+                try:
+                    _typed_value(name, values[2 * i], values[2 * i + 1])
+                except _Damaged as e:
+                    reason = f"a version 1 row: {e}"
+                    break
+            db.execute(
+                "INSERT INTO quarantine (jobid, row, reason, at_ns) VALUES (?, ?, ?, ?)",
+                (rowid, _raw_json(values, _NAMES[:-2]), reason, now),
+            )
+            self._migrated.append((rowid, reason))
+        db.execute("DROP TABLE jobs_v1")  # and its index
+        for statement in _V2_TABLES:
+            if not statement.startswith("CREATE TABLE"):
+                db.execute(statement)
 
     @contextmanager
     def _errors(self, doing: str) -> Iterator[None]:
-        """Turn every SQLite failure into a StoreError naming the file."""
+        """Turn every failure into a StoreError of one line naming the file, transient when it
+        can pass (disk full, read-only, I/O error, busy)."""
         try:
             yield
-        except sqlite3.DatabaseError as e:
+        except sqlite3.Error as e:
             text = str(e)
+            code = getattr(e, "sqlite_errorcode", None) or 0
             if "not a database" in text or "malformed" in text:
                 text = f"{text}: the file is corrupt or not an SQLite database"
-            raise StoreError(f"goq store {self.path}: {doing} failed: {text}") from None
-        except (sqlite3.Error, OverflowError) as e:
-            raise StoreError(f"goq store {self.path}: {doing} failed: {e}") from None
+            transient = (code & 0xFF) in _TRANSIENT_CODES and code != _READONLY_DBMOVED
+            if (code & 0xFF) in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN):
+                text += self._why_unwritable()
+            raise _store_error(
+                f"goq store {self.path}: {doing} failed: {text}", transient
+            ) from None
+        except (OverflowError, TypeError, ValueError) as e:  # a value SQLite cannot hold
+            raise _store_error(f"goq store {self.path}: {doing} failed: {e}") from None
+        except OSError as e:
+            raise _store_error(
+                f"goq store {self.path}: {doing} failed: {e.strerror or e}", transient=True
+            ) from None
+
+    def _why_unwritable(self) -> str:
+        """Why SQLite may not write the file, as " (...)", or "" if no reason is seen."""
+        dirpath = os.path.dirname(self.path)
+        try:
+            if os.statvfs(dirpath).f_flag & os.ST_RDONLY:
+                return " (the file system holding it is mounted read-only)"
+            if not os.access(dirpath, os.W_OK):
+                return f" (the directory {dirpath} is not writable by this user)"
+            if not os.access(self.path, os.W_OK):
+                return " (the file is read-only to this user)"
+        except OSError:
+            pass
+        return ""
 
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:
-            raise StoreError(f"goq store {self.path} is closed")
+            raise _store_error(f"goq store {self.path} is closed")
         return self._db
+
+    @staticmethod
+    def _rollback(db: sqlite3.Connection) -> None:
+        """Roll back, if a transaction is open; never raises (the first error is the news)."""
+        try:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+
+    def _read_counters(self, db: sqlite3.Connection) -> dict[str, int]:
+        counters = dict(db.execute("SELECT name, value FROM counters"))
+        for name, value in counters.items():
+            if type(name) is not str or type(value) is not int:
+                raise _store_error(
+                    f"goq store {self.path} is corrupt: counter {name!r} holds {value!r},"
+                    " not an integer"
+                )
+        return counters
 
     # ------------------------------------------------------------------------------ the contract
 
     def load(self) -> StoredState:
         """Every job not yet ended, in jobid order, jobs with equal environments sharing one
-        list; and the counters."""
+        list; the counters; the replay guard's nonces. Rows that cannot be turned into a Job
+        are moved to quarantine and reported, not loaded (if the move cannot be committed, as
+        on a full disk, they are still left out and reported, and the next load moves them)."""
         with self._lock, self._errors("load"), _gc_paused():
             db = self._conn()
-            envs = self._live_envs(db)
-            strings: dict[str, str] = {}
-            same = strings.setdefault  # one str object per distinct value: less memory
-            states = _STATES
-            jobs = []
-            append = jobs.append
-            query = f"SELECT {_COLUMNS} FROM jobs WHERE {_LIVE} ORDER BY jobid"
-            for (
-                jobid,
-                cmd,
-                args,
-                shell,
-                dir_,
-                env_id,
-                host,
-                user,
-                state,
-                attempt,
-                workerid,
-                workerhost,
-                pid,
-                exit_status,
-                submit_ns,
-                start_ns,
-                end_ns,
-                out_bytes,
-            ) in db.execute(query):
-                if not args:
-                    arglist: list[str] = []
-                elif args[0] == _US:
-                    arglist = args[1:].split(_US)
-                else:
-                    arglist = _loads(args)
-                append(
-                    Job(
-                        jobid,
-                        same(cmd, cmd),
-                        arglist,
-                        shell != 0,
-                        same(dir_, dir_),
-                        envs[env_id],
-                        same(host, host),
-                        same(user, user),
-                        states[state],
-                        attempt,
-                        workerid,  # "" (one shared object) for a waiting job
-                        workerhost,
-                        pid,
-                        exit_status,
-                        submit_ns,
-                        start_ns,
-                        end_ns,
-                        out_bytes,
+            jobs = None
+            quarantined: list[tuple[int, str]] = []
+            if self._trusted:
+                try:
+                    jobs = self._load_fast(db)
+                except Exception:  # a damaged row: start again, row by row
+                    jobs = None
+            if jobs is None:
+                jobs, damaged = self._load_careful(db)
+                if damaged:
+                    self._move_to_quarantine(db, damaged)
+                    quarantined = [(jobid, reason) for jobid, _, reason in damaged]
+            quarantined[:0] = self._migrated
+            self._migrated = []
+            counters = self._read_counters(db)
+            self._counters = dict(counters)
+            nonces = [
+                (n, t)
+                for n, t in db.execute("SELECT nonce, sendtime_ns FROM nonces")
+                if type(n) is bytes and type(t) is int
+            ]
+        return StoredState(jobs=jobs, counters=counters, quarantined=quarantined, nonces=nonces)
+
+    def _load_fast(self, db: sqlite3.Connection) -> list[Job]:
+        """The live jobs, trusting STRICT for types; raises on anything odd (then the careful
+        reader takes over)."""
+        envs = self._live_envs(db)
+        strings: dict[str, str] = {}
+        same = strings.setdefault  # one str object per distinct value: less memory
+        states = _STATES
+        jobs = []
+        append = jobs.append
+        query = f"SELECT {_COLUMNS} FROM jobs WHERE {_LIVE} ORDER BY jobid"
+        for (
+            jobid,
+            cmd,
+            args,
+            shell,
+            dir_,
+            env_id,
+            host,
+            user,
+            state,
+            attempt,
+            workerid,
+            workerhost,
+            pid,
+            exit_status,
+            submit_ns,
+            start_ns,
+            end_ns,
+            out_bytes,
+            note,
+            escaped,
+        ) in db.execute(query):
+            if escaped:
+                if escaped != 1:
+                    raise ValueError(f"job {jobid}: escaped is {escaped}")
+                cmd, args, dir_, host, user, workerid, workerhost, note = (
+                    _unescape(n, t)
+                    for n, t in zip(
+                        _ESCAPABLE,
+                        (cmd, args, dir_, host, user, workerid, workerhost, note),
+                        strict=True,
                     )
                 )
-            counters = dict(db.execute("SELECT name, value FROM counters"))
-            self._counters = dict(counters)
-        return StoredState(jobs=jobs, counters=counters)
+            if not args:
+                arglist: list[str] = []
+            elif args[0] == _US:
+                arglist = args[1:].split(_US)
+            else:
+                arglist = _loads(args)
+                if not _is_str_list(arglist):
+                    raise ValueError(f"job {jobid}: args are not a list of strings")
+            append(
+                Job(
+                    jobid,
+                    same(cmd, cmd),
+                    arglist,
+                    shell != 0,
+                    same(dir_, dir_),
+                    envs[env_id],
+                    same(host, host),
+                    same(user, user),
+                    states[state],
+                    attempt,
+                    workerid,  # "" (one shared object) for a waiting job
+                    workerhost,
+                    pid,
+                    exit_status,
+                    submit_ns,
+                    start_ns,
+                    end_ns,
+                    out_bytes,
+                    note,
+                )
+            )
+        return jobs
 
     def _live_envs(self, db: sqlite3.Connection) -> dict[int | None, list[str]]:
-        """env.id -> its entries, for every environment a live job uses (None: empty)."""
+        """env.id -> its entries, for every well-formed environment a live job uses (None:
+        empty); a missing or damaged one is left out."""
         envs: dict[int | None, list[str]] = {None: []}
         ids = [r[0] for r in db.execute(f"SELECT DISTINCT env_id FROM jobs WHERE {_LIVE}")]
         ids = [i for i in ids if i is not None]
         for start in range(0, len(ids), _IN_CHUNK):
             chunk = ids[start : start + _IN_CHUNK]
             marks = ",".join("?" * len(chunk))
-            for env_id, body in db.execute(
-                f"SELECT id, body FROM env WHERE id IN ({marks})", chunk
-            ):
-                envs[env_id] = _loads(body)
-        missing = [i for i in ids if i not in envs]
-        if missing:
-            raise StoreError(
-                f"goq store {self.path} is corrupt: jobs refer to missing environments"
-                f" {missing[:5]}"
-            )
+            with _text_as_bytes(db):
+                rows = db.execute(
+                    f"SELECT id, typeof(body), body FROM env WHERE id IN ({marks})", chunk
+                ).fetchall()
+            for env_id, *typed in rows:
+                with suppress(_Damaged):  # then the careful reader says why
+                    envs[env_id] = _env_value(env_id, typed)
         return envs
 
-    def save(self, jobs: Sequence[Job], counters: dict[str, int]) -> None:
-        """Upsert `jobs` by jobid and set `counters`, in one transaction; returns once committed."""
+    def _load_careful(self, db: sqlite3.Connection) -> tuple[list[Job], list[tuple[int, str, str]]]:
+        """Row by row, every value checked: the live jobs, and the damaged rows as (jobid,
+        raw row as JSON, reason)."""
+        envs: dict[int, list[str] | str] = {}  # env.id -> entries, or why they are unusable
+
+        def env_of(env_id: int) -> list[str]:
+            got = envs.get(env_id)
+            if got is None:
+                try:
+                    got = envs[env_id] = self._careful_env(db, env_id)
+                except _Damaged as e:
+                    got = envs[env_id] = str(e)
+            if type(got) is str:
+                raise _Damaged(got)
+            return got  # type: ignore[return-value]
+
+        jobs: list[Job] = []
+        damaged: list[tuple[int, str, str]] = []
+        strings: dict[str, str] = {}
+        same = strings.setdefault
+        query = f"SELECT rowid, {_TYPED} FROM jobs WHERE {_NOT_SURELY_ENDED} ORDER BY rowid"
+        with _text_as_bytes(db):
+            for rowid, *typed in db.execute(query):
+                try:
+                    job = _careful_job(typed, env_of)
+                except _Damaged as e:
+                    damaged.append((rowid, _raw_json(typed), str(e)))
+                    continue
+                if job.state in (JobState.FINISHED, JobState.CANCELLED):
+                    continue
+                job.cmd, job.dir = same(job.cmd, job.cmd), same(job.dir, job.dir)
+                job.host, job.user = same(job.host, job.host), same(job.user, job.user)
+                jobs.append(job)
+        return jobs, damaged
+
+    def _careful_env(self, db: sqlite3.Connection, env_id: int) -> list[str]:
+        with _text_as_bytes(db):
+            typed = db.execute("SELECT typeof(body), body FROM env WHERE id = ?", (env_id,))
+            return _env_value(env_id, typed.fetchone())
+
+    def _move_to_quarantine(
+        self, db: sqlite3.Connection, damaged: list[tuple[int, str, str]]
+    ) -> None:
+        """Move these rows of jobs to quarantine, in one transaction; if that cannot be
+        committed (disk full, read-only), leave them where they are: the next load tries again."""
+        now = time.time_ns()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany(
+                "INSERT INTO quarantine (jobid, row, reason, at_ns) VALUES (?, ?, ?, ?)",
+                [(rowid, row, reason, now) for rowid, row, reason in damaged],
+            )
+            db.executemany("DELETE FROM jobs WHERE rowid = ?", [(d[0],) for d in damaged])
+            db.execute("COMMIT")
+        except sqlite3.Error:
+            self._rollback(db)
+
+    def save(
+        self,
+        jobs: Sequence[Job],
+        counters: dict[str, int],
+        nonces: Sequence[tuple[bytes, int]] = (),
+        forget_nonces_before_ns: int = 0,
+    ) -> None:
+        """Upsert `jobs` by jobid, set `counters`, add `nonces` (nonce, send time in ns; one
+        already stored is kept) and forget nonces sent before `forget_nonces_before_ns` (when
+        > 0), in one transaction; returns once committed. A failure is a StoreError whose
+        ``transient`` says whether the same save may succeed later; the store stays usable."""
         with self._lock, self._errors("save"):
             db = self._conn()
-            known = self._env_ids
-            new_envs: dict[tuple[str, ...], int] = {}
-            by_list: dict[int, int | None] = {}  # id(env list) -> env.id, valid during this call
-            rows = []
-            append = rows.append
-            changed = [(k, v) for k, v in counters.items() if self._counters.get(k) != v]
-            db.execute("BEGIN IMMEDIATE")
             try:
-                for j in jobs:
-                    env = j.env
-                    try:
-                        env_id = by_list[id(env)]
-                    except KeyError:
-                        env_id = self._env_id(db, env, known, new_envs)
-                        by_list[id(env)] = env_id
-                    append(
-                        (
-                            j.jobid,
-                            j.cmd,
-                            encode_args(j.args),
-                            1 if j.shell else 0,
-                            j.dir,
-                            env_id,
-                            j.host,
-                            j.user,
-                            int(j.state),
-                            j.attempt,
-                            j.workerid,
-                            j.workerhost,
-                            j.pid,
-                            j.exit_status,
-                            j.submit_ns,
-                            j.start_ns,
-                            j.end_ns,
-                            j.out_bytes,
-                        )
+                self._save(db, jobs, counters, nonces, forget_nonces_before_ns, careful=False)
+            except UnicodeEncodeError:  # text that UTF-8 cannot hold (a lone surrogate)
+                self._save(db, jobs, counters, nonces, forget_nonces_before_ns, careful=True)
+
+    def _save(
+        self,
+        db: sqlite3.Connection,
+        jobs: Sequence[Job],
+        counters: dict[str, int],
+        nonces: Sequence[tuple[bytes, int]],
+        forget_nonces_before_ns: int,
+        careful: bool,
+    ) -> None:
+        known = self._env_ids
+        new_envs: dict[tuple[str, ...], int] = {}
+        by_list: dict[int, int | None] = {}  # id(env list) -> env.id, valid during this call
+        rows = []
+        append = rows.append
+        changed = [(k, v) for k, v in counters.items() if self._counters.get(k) != v]
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for j in jobs:
+                env = j.env
+                try:
+                    env_id = by_list[id(env)]
+                except KeyError:
+                    env_id = self._env_id(db, env, known, new_envs)
+                    by_list[id(env)] = env_id
+                if careful:
+                    append(_careful_row(j, env_id))
+                    continue
+                append(
+                    (
+                        j.jobid,
+                        j.cmd,
+                        encode_args(j.args),
+                        1 if j.shell else 0,
+                        j.dir,
+                        env_id,
+                        j.host,
+                        j.user,
+                        int(j.state),
+                        j.attempt,
+                        j.workerid,
+                        j.workerhost,
+                        j.pid,
+                        j.exit_status,
+                        j.submit_ns,
+                        j.start_ns,
+                        j.end_ns,
+                        j.out_bytes,
+                        j.note,
+                        0,
                     )
-                db.executemany(_UPSERT_JOB, rows)
-                if changed:
-                    db.executemany(_UPSERT_COUNTER, changed)
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
-            if new_envs:
-                if len(known) + len(new_envs) > _ENV_CACHE_MAX:
-                    known.clear()
-                known.update(new_envs)
-            self._counters.update(changed)
+                )
+            db.executemany(_UPSERT_JOB, rows)
+            if changed:
+                db.executemany(_UPSERT_COUNTER, changed)
+            if nonces:
+                db.executemany(_INSERT_NONCE, nonces)
+            if forget_nonces_before_ns > 0:
+                db.execute("DELETE FROM nonces WHERE sendtime_ns < ?", (forget_nonces_before_ns,))
+            db.execute("COMMIT")
+        except BaseException:
+            self._rollback(db)
+            raise
+        if new_envs:
+            if len(known) + len(new_envs) > _ENV_CACHE_MAX:
+                known.clear()
+            known.update(new_envs)
+        self._counters.update(changed)
 
     def _env_id(
         self,
@@ -391,7 +818,7 @@ class SqliteStore:
         if env_id is None:
             env_id = new_envs.get(key)
         if env_id is None:
-            body = _dumps(env)
+            body = _env_body(env)
             digest = hashlib.blake2b(body.encode(), digest_size=16).digest()
             db.execute(
                 "INSERT INTO env (hash, body) VALUES (?, ?) ON CONFLICT DO NOTHING", (digest, body)
@@ -400,27 +827,58 @@ class SqliteStore:
                 "SELECT id, body FROM env WHERE hash = ?", (digest,)
             ).fetchone()
             if stored != body:  # a 128-bit hash collision, or a tampered row: never mix envs
-                raise StoreError(f"goq store {self.path}: environment {env_id} does not match")
+                raise _store_error(f"goq store {self.path}: environment {env_id} does not match")
             new_envs[key] = env_id
         return env_id
 
     def get_job(self, jobid: int) -> Job | None:
-        """The stored record of one job, ended or not (its own copy of every list)."""
+        """The stored record of one job, ended or not (its own copy of every list); None if
+        unknown. StoreError, with the reason, for a damaged or quarantined record."""
+        if not _INT64_MIN <= jobid <= _INT64_MAX:  # no such job can be stored
+            return None
         with self._lock, self._errors("get_job"):
             db = self._conn()
-            row = db.execute(
-                f"SELECT {_COLUMNS.replace('env_id', 'env.body')} FROM jobs"
-                " LEFT JOIN env ON env.id = jobs.env_id WHERE jobid = ?",
-                (jobid,),
-            ).fetchone()
-        if row is None:
-            return None
-        r = list(row)
-        r[2] = decode_args(r[2])
-        r[3] = r[3] != 0
-        r[5] = _loads(r[5]) if r[5] is not None else []
-        r[8] = _STATES[r[8]]
-        return Job(*r)
+            with _text_as_bytes(db):
+                typed = db.execute(
+                    f"SELECT {_TYPED} FROM jobs WHERE rowid = ?", (jobid,)
+                ).fetchone()
+            if typed is None:
+                why = db.execute(
+                    "SELECT reason FROM quarantine WHERE jobid = ? ORDER BY id DESC LIMIT 1",
+                    (jobid,),
+                ).fetchone()
+                if why is None:
+                    return None
+                raise _store_error(f"goq store {self.path}: job {jobid} is quarantined: {why[0]}")
+            try:
+                return _careful_job(typed, lambda env_id: self._careful_env(db, env_id))
+            except _Damaged as e:
+                raise _store_error(f"goq store {self.path}: job {jobid} is damaged: {e}") from None
+
+    def quarantine(self, jobid: int, reason: str) -> None:
+        """Move job `jobid`'s row to quarantine (the server will not use it), with `reason`;
+        nothing if there is no such row. One transaction."""
+        if not _INT64_MIN <= jobid <= _INT64_MAX:
+            return
+        with self._lock, self._errors("quarantine"):
+            db = self._conn()
+            with _text_as_bytes(db):
+                typed = db.execute(
+                    f"SELECT {_TYPED} FROM jobs WHERE rowid = ?", (jobid,)
+                ).fetchone()
+            if typed is None:
+                return
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.execute(
+                    "INSERT INTO quarantine (jobid, row, reason, at_ns) VALUES (?, ?, ?, ?)",
+                    (jobid, _raw_json(typed), _careful_text(reason), time.time_ns()),
+                )
+                db.execute("DELETE FROM jobs WHERE rowid = ?", (jobid,))
+                db.execute("COMMIT")
+            except BaseException:
+                self._rollback(db)
+                raise
 
     def close(self) -> None:
         with self._lock:
@@ -429,6 +887,49 @@ class SqliteStore:
                     self._db.close()
                 finally:
                     self._db = None
+
+
+def _careful_text(text: str) -> str:
+    """`text` if UTF-8 can hold it, else with its lone surrogates written as \\uXXXX."""
+    return text if _utf8_ok(text) else text.encode("utf-8", "backslashreplace").decode()
+
+
+def _careful_row(j: Job, env_id: int | None) -> tuple[Any, ...]:
+    """A job's row for text that UTF-8 may not hold: escaped (see `_escape`) if any of its text
+    fields cannot be."""
+    texts = (j.cmd, encode_args(j.args), j.dir, j.host, j.user, j.workerid, j.workerhost, j.note)
+    escaped = not all(type(t) is not str or _utf8_ok(t) for t in texts)
+    cmd, args, dir_, host, user, workerid, workerhost, note = (
+        (_escape(t) for t in texts) if escaped else texts
+    )
+    return (
+        j.jobid,
+        cmd,
+        args,
+        1 if j.shell else 0,
+        dir_,
+        env_id,
+        host,
+        user,
+        int(j.state),
+        j.attempt,
+        workerid,
+        workerhost,
+        j.pid,
+        j.exit_status,
+        j.submit_ns,
+        j.start_ns,
+        j.end_ns,
+        j.out_bytes,
+        note,
+        1 if escaped else 0,
+    )
+
+
+# Migrations from version N to N + 1, each run inside one transaction.
+_MIGRATIONS: dict[int, Callable[[SqliteStore, sqlite3.Connection], None]] = {
+    1: SqliteStore._migrate_1_to_2,
+}
 
 
 def open_sqlite_store(path: str, create: bool) -> SqliteStore:

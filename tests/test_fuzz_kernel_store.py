@@ -1,0 +1,140 @@
+"""Random authentic requests at the server runtime, kernel and sqlite store together: arbitrary
+text (lone surrogates, NUL, any code point) in every string field, huge and negative numbers,
+empty and odd lists, requests of every kind in any order, timers firing in between.
+
+The properties: nothing raises out of the server's turn; every request gets a reply; every job
+the server acknowledged (SUBMITTED) is in the store; and a server restarted on that store
+finds every acknowledged job again, either live or ended, with its command as submitted.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Hashable
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from goq_core.config import Settings
+from goq_core.messages import Job, JobState, Kind, Message
+from goq_core.roles.server import Server, ServerOptions
+from goq_core.stores.sqlite import SqliteStore
+
+INT64 = st.integers(-(2**63), 2**63 - 1)
+SMALL = st.one_of(st.integers(0, 6), INT64)  # ids that hit real jobs, or anything at all
+TEXT = st.text(st.characters(exclude_categories=()), max_size=12)  # surrogates and NUL too
+PATHISH = st.one_of(TEXT, TEXT.map(lambda s: "/" + s), st.just("/tmp"))
+WORKERS = st.one_of(st.sampled_from(["w1", "w2"]), TEXT)
+
+JOBS = st.builds(
+    Job,
+    jobid=SMALL,
+    cmd=st.one_of(TEXT, st.just("true")),
+    args=st.lists(TEXT, max_size=3),
+    shell=st.booleans(),
+    dir=PATHISH,
+    env=st.lists(TEXT, max_size=3),
+    host=TEXT,
+    user=TEXT,
+    state=st.sampled_from(list(JobState)),
+    attempt=SMALL,
+    workerid=WORKERS,
+    pid=INT64,
+    exit_status=INT64,
+    submit_ns=INT64,
+    start_ns=INT64,
+    end_ns=INT64,
+    out_bytes=INT64,
+    note=TEXT,
+)
+REQUESTS = st.builds(
+    Message,
+    kind=st.sampled_from([k for k in Kind if k not in (Kind.SHUTDOWN,)]),
+    workerid=WORKERS,
+    host=TEXT,
+    jobid=SMALL,
+    attempt=SMALL,
+    count=SMALL,
+    wait_ms=st.one_of(st.integers(-5, 3000), INT64),
+    offset=st.one_of(st.integers(0, 100), INT64),
+    data=st.binary(max_size=64),
+    text=TEXT,
+    jobs=st.lists(JOBS, max_size=4),
+    counters=st.dictionaries(TEXT, INT64, max_size=3),
+)
+STEPS = st.lists(st.one_of(REQUESTS, st.floats(0, 3)), min_size=1, max_size=25)
+
+
+class Recorder:
+    """Stands in for the transport's server end: keeps every reply by peer."""
+
+    def __init__(self) -> None:
+        self.replies: dict[Hashable, list[bytes]] = {}
+
+    def reply(self, peer: Hashable, data: bytes) -> bool:
+        self.replies.setdefault(peer, []).append(data)
+        return True
+
+    def close(self) -> None:
+        return None
+
+
+def _server(home: str) -> Server:
+    cfg = Settings(home=home, jserv_ip="127.0.0.1", jserv_port=1, heartbeat_sec=1)
+    server = Server(cfg, os.urandom(32), options=ServerOptions(store="sqlite"))
+    server.end = Recorder()
+    server.store = SqliteStore(os.path.join(home, ".goq"), create=True)
+    return server
+
+
+@settings(
+    max_examples=120,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(steps=STEPS)
+def test_random_authentic_requests_never_stop_the_server_or_lose_an_acknowledged_job(
+    steps: list,
+) -> None:
+    with tempfile.TemporaryDirectory() as home:
+        server = _server(home)
+        end = server.end
+        acked: dict[int, str] = {}
+        now = time.time()
+        for n, step in enumerate(steps):
+            if isinstance(step, float):  # time passes: timers fire
+                now += step
+                server._perform(server.kernel.tick(now))
+                continue
+            peer = f"peer{n}"
+            actions: list = []
+            server._take(peer, server.wire.pack(step), now, actions)
+            server._perform(actions)
+            answered = [server.wire.unpack(f) for f in end.replies.get(peer, [])]
+            held = step.kind in (Kind.REQUEST_WORK, Kind.HEARTBEAT, Kind.WAIT, Kind.RESULT)
+            assert answered or held, f"no reply to {step.kind.name}"
+            for reply in answered:
+                if reply.kind == Kind.SUBMITTED:
+                    for i in range(reply.count):
+                        acked[reply.jobid + i] = step.jobs[i].cmd
+        server._perform(server.kernel.shutdown(now + 1))
+        assert server.store is not None
+        for jobid, cmd in acked.items():
+            stored = server.store.get_job(jobid)
+            assert stored is not None and stored.cmd == cmd
+        server.store.close()
+
+        again = _server(home)
+        assert again.store is not None
+        stored = again.store.load()
+        again.kernel.restore(again._usable(stored.jobs), stored.counters, now + 2)
+        live = {**again.kernel.waiting, **again.kernel.running}
+        for jobid, cmd in acked.items():
+            job = live.get(jobid) or again.store.get_job(jobid)
+            assert job is not None and job.cmd == cmd
+            if jobid not in live:
+                assert job.state in (JobState.FINISHED, JobState.CANCELLED)
+        assert again.kernel.next_jobid > max(acked, default=0)
+        again.store.close()
