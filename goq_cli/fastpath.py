@@ -1,8 +1,9 @@
 """The fast paths of the two commands people run most, without importing click (about 20-40 ms):
 `goq [--transport/--codec/--cipher X] sub [--shell] CMD ARGS...` and `goq [...] stat [N]`.
 
-Anything else (`--file`, `--help`, an unknown option, no command, a bad N) returns False and the
-click CLI handles it, so behaviour and messages stay those of goq_cli.main.
+Anything else (`--file`, `--help`, an unknown option, no command, an N that is not a plain
+number up to MAX_STAT_LIST) returns False and the click CLI handles it, so behaviour and
+messages stay those of goq_cli.main. This is a thin subset of it, never a second CLI.
 """
 
 from __future__ import annotations
@@ -45,17 +46,25 @@ def try_fast_path(args: list[str]) -> bool:
             return False  # options or no command: the full CLI says what to do
         _run(overrides, lambda client: _sub(client, rest, shell))
         return True
-    if command == "stat" and (not rest or (len(rest) == 1 and rest[0].isdigit())):
+    if command == "stat" and (not rest or (len(rest) == 1 and _small_count(rest[0]))):
         count = int(rest[0]) if rest else 10
         _run(overrides, lambda client: _stat(client, count))
         return True
     return False
 
 
+def _small_count(word: str) -> bool:
+    """A count the fast `stat` takes as it is: ASCII digits, at most MAX_STAT_LIST (click
+    refuses or caps the others, with its own messages)."""
+    from goq_core.limits import MAX_STAT_LIST
+
+    return word.isascii() and word.isdigit() and int(word) <= MAX_STAT_LIST
+
+
 def _sub(client, argv: list[str], shell: bool) -> str:
     from goq_cli.jobspec import make_job
 
-    first, _ = client.submit([make_job(argv, shell)])
+    [(first, _)] = client.submit_many([make_job(argv, shell)])
     return f"submitted job {first} to server at {client.settings.address}"
 
 

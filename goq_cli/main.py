@@ -1,7 +1,9 @@
 """The `goq` command line: one click function per command, each a thin layer over a role runtime.
 
 Heavy modules (runtimes, plugins) are imported inside the commands so that `goq sub` starts fast.
-Every user mistake ends as one line on stderr and exit status 1, never a traceback.
+Every user mistake ends as one line on stderr and exit status 1, never a traceback. Text that
+the terminal's encoding cannot show (undecodable bytes in a command, say) prints escaped, as
+\\xNN: see goq_cli.entry.escape_unencodable.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import click
 
 from goq_core import __version__
 from goq_core.errors import GoqError
+from goq_core.limits import MAX_INT, MAX_STAT_LIST
 
 _SUB_CONTEXT = {"ignore_unknown_options": True, "allow_interspersed_args": False}
 
@@ -114,14 +117,16 @@ def serve(obj: _Ctx, allow_insecure: bool) -> None:
 @click.option(
     "--file",
     "jobs_file",
-    type=click.File("r"),
-    help="Submit one job per line of this file ('-' for stdin), in one request.",
+    type=click.File("rb"),
+    help="Submit one job per line of this file ('-' for stdin). Its bytes are taken as they "
+    "are, like argv (any encoding); a line with a NUL byte is refused. Large batches go in "
+    "several requests, with consecutive ids unless others submit meanwhile.",
 )
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_obj
 def sub(obj: _Ctx, shell: bool, jobs_file, command: tuple[str, ...]) -> None:
-    """Submit a job: COMMAND runs with its ARGS exactly as given, in this directory, with this
-    environment. Output lands in ./o/out.NNNNN.
+    """Submit a job: COMMAND runs with its ARGS exactly as given (their bytes, whatever the
+    encoding), in this directory, with this environment. Output lands in ./o/out.NNNNN.
 
     \b
     Examples:
@@ -129,13 +134,13 @@ def sub(obj: _Ctx, shell: bool, jobs_file, command: tuple[str, ...]) -> None:
       goq sub --shell 'sort big.txt | uniq -c > counts.txt'
       goq sub --file jobs.txt        (one job per line; with --shell each line is a shell line)
     """
-    from goq_cli.jobspec import jobs_from_lines, make_job
+    from goq_cli.jobspec import decode_lines, jobs_from_lines, make_job
 
     if jobs_file is not None and command:
         raise click.UsageError("give either a command or --file, not both")
     try:
         if jobs_file is not None:
-            jobs = jobs_from_lines(jobs_file, shell)
+            jobs = jobs_from_lines(decode_lines(jobs_file.read()), shell)
             if not jobs:
                 raise GoqError(f"no job in {jobs_file.name}: every line is empty or a comment")
         else:
@@ -177,13 +182,24 @@ def work(obj: _Ctx, mode: str) -> None:
     click.echo(f"goq worker {worker.workerid} exiting after {worker.jobs_done} job(s): {why}")
 
 
-@cli.command()
-@click.argument("count", type=click.IntRange(min=0), default=10, required=False)
+@cli.command(
+    help="Show the server's counters, then up to COUNT (default 10) running and COUNT waiting "
+    f"jobs. COUNT 0 shows the counters only; above {MAX_STAT_LIST}, the most one reply lists, "
+    f"it is capped at {MAX_STAT_LIST} with a note on stderr."
+)
+@click.argument("count", type=click.IntRange(min=0, max=MAX_INT), default=10, required=False)
 @click.pass_obj
 def stat(obj: _Ctx, count: int) -> None:
-    """Show the server's counters, then up to COUNT running and COUNT waiting jobs."""
+    """Show the server's counters and up to COUNT running and waiting jobs (see help=)."""
     from goq_cli.report import format_status
 
+    if count > MAX_STAT_LIST:
+        click.echo(
+            f"goq: note: listing at most {MAX_STAT_LIST} running and {MAX_STAT_LIST} waiting "
+            "jobs (the most one reply holds)",
+            err=True,
+        )
+        count = MAX_STAT_LIST
     try:
         with obj.client() as client:
             status = client.stat(count)
@@ -192,8 +208,11 @@ def stat(obj: _Ctx, count: int) -> None:
     click.echo(format_status(status, count))
 
 
+_JOBID = click.IntRange(min=1, max=MAX_INT)
+
+
 @cli.command()
-@click.argument("jobid", type=click.IntRange(min=1))
+@click.argument("jobid", type=_JOBID)
 @click.pass_obj
 def kill(obj: _Ctx, jobid: int) -> None:
     """Cancel job JOBID: a waiting job is removed, a running one is killed on its worker."""
@@ -206,7 +225,7 @@ def kill(obj: _Ctx, jobid: int) -> None:
 
 
 @cli.command()
-@click.argument("jobid", type=click.IntRange(min=1))
+@click.argument("jobid", type=_JOBID)
 @click.pass_obj
 def wait(obj: _Ctx, jobid: int) -> None:
     """Block until job JOBID has finished or been cancelled, then print how it ended."""
@@ -253,6 +272,9 @@ def version() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI. Any error, usage errors included, is one line on stderr and exit status 1."""
+    from goq_cli.entry import escape_unencodable_output
+
+    escape_unencodable_output()
     try:
         cli.main(args=argv, prog_name="goq", standalone_mode=False)
     except click.UsageError as exc:

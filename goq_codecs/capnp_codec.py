@@ -3,9 +3,12 @@ this module. pycapnp is imported and the schema loaded only when a codec is made
 
 Hostile input is bounded by a traversal limit in proportion to the frame's size and a check
 that lists of jobs and counters are no longer than honest elements could fill; every pycapnp
-failure comes out as CodecError. Strings travel as capnp Text, which must be valid
-UTF-8: a str with a lone surrogate (undecodable bytes from argv) cannot be encoded here and
-raises CodecError; the raw codec carries those.
+failure comes out as CodecError.
+
+Every str travels losslessly, lone surrogates included (what Python makes of undecodable bytes
+in argv, environments and paths): as capnp Data holding `s.encode("utf-8", "surrogatepass")`,
+not as Text, which must be valid UTF-8. Decoding takes exactly that form back and refuses other
+bytes (invalid UTF-8) with CodecError, as the raw codec does.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ _KINDS = {int(k): k for k in Kind}
 _STATES = {int(s): s for s in JobState}
 _BYTES = (bytes, bytearray, memoryview)
 _SLACK_WORDS = 64  # traversal allowance beyond the message's own size
+_UTF8 = "utf-8"
+_SURR = "surrogatepass"  # lone surrogates (from undecodable argv bytes) survive
 
 
 def load_schema(path: Path = SCHEMA_PATH) -> Any:
@@ -45,7 +50,7 @@ class CapnpCodec:
         self._list_words = (_struct_words(schema.Job), _struct_words(schema.Counter))
 
     def encode(self, msg: Message) -> bytes:
-        """The bytes of `msg`; CodecError if a field does not fit (int beyond int64, bad text)."""
+        """The bytes of `msg`; CodecError if a field does not fit (int beyond int64, not a str)."""
         try:
             return self._build(msg).to_bytes()
         except Exception as exc:  # pycapnp raises KjException, TypeError, UnicodeError...
@@ -64,9 +69,9 @@ class CapnpCodec:
         if msg.reply_to:
             m.replyTo = msg.reply_to
         if msg.workerid:
-            m.workerid = msg.workerid
+            m.workerid = msg.workerid.encode(_UTF8, _SURR)
         if msg.host:
-            m.host = msg.host
+            m.host = msg.host.encode(_UTF8, _SURR)
         if msg.jobid:
             m.jobid = msg.jobid
         if msg.attempt:
@@ -80,7 +85,7 @@ class CapnpCodec:
         if msg.data:
             m.data = msg.data
         if msg.text:
-            m.text = msg.text
+            m.text = msg.text.encode(_UTF8, _SURR)
         jobs = msg.jobs
         if jobs:
             built = m.init("jobs", len(jobs))
@@ -91,7 +96,7 @@ class CapnpCodec:
             built = m.init("counters", len(counters))
             for i, (name, value) in enumerate(counters.items()):
                 c = built[i]
-                c.name = name
+                c.name = name.encode(_UTF8, _SURR)
                 c.value = value
         return m
 
@@ -119,27 +124,27 @@ def _build_job(b: Any, job: Job) -> None:
     if job.jobid:
         b.jobid = job.jobid
     if job.cmd:
-        b.cmd = job.cmd
+        b.cmd = job.cmd.encode(_UTF8, _SURR)
     if job.args:
-        b.args = job.args
+        b.args = [a.encode(_UTF8, _SURR) for a in job.args]
     if job.shell:
         b.shell = True
     if job.dir:
-        b.dir = job.dir
+        b.dir = job.dir.encode(_UTF8, _SURR)
     if job.env:
-        b.env = job.env
+        b.env = [e.encode(_UTF8, _SURR) for e in job.env]
     if job.host:
-        b.host = job.host
+        b.host = job.host.encode(_UTF8, _SURR)
     if job.user:
-        b.user = job.user
+        b.user = job.user.encode(_UTF8, _SURR)
     if job.state:
         b.state = int(job.state)
     if job.attempt:
         b.attempt = job.attempt
     if job.workerid:
-        b.workerid = job.workerid
+        b.workerid = job.workerid.encode(_UTF8, _SURR)
     if job.workerhost:
-        b.workerhost = job.workerhost
+        b.workerhost = job.workerhost.encode(_UTF8, _SURR)
     if job.pid:
         b.pid = job.pid
     if job.exit_status:
@@ -152,6 +157,8 @@ def _build_job(b: Any, job: Job) -> None:
         b.endNs = job.end_ns
     if job.out_bytes:
         b.outBytes = job.out_bytes
+    if job.note:
+        b.note = job.note.encode(_UTF8, _SURR)
 
 
 def _struct_words(struct_module: Any) -> int:
@@ -169,7 +176,8 @@ def _read(r: Any, words: int, job_words: int, counter_words: int) -> Message:
     counters_r = r.counters
     if len(jobs) * job_words > words or len(counters_r) * counter_words > words:
         raise CodecError("capnp list longer than the message could hold")
-    pairs = [(c.name, c.value) for c in counters_r]  # each pointer is read once: see decode
+    # each pointer is read once: see decode
+    pairs = [(c.name.decode(_UTF8, _SURR), c.value) for c in counters_r]
     counters = dict(pairs)
     if len(counters) != len(pairs):
         raise CodecError("capnp message repeats a counter name")
@@ -178,15 +186,15 @@ def _read(r: Any, words: int, job_words: int, counter_words: int) -> Message:
         nonce=bytes(r.nonce),
         sendtime_ns=r.sendtimeNs,
         reply_to=bytes(r.replyTo),
-        workerid=r.workerid,
-        host=r.host,
+        workerid=r.workerid.decode(_UTF8, _SURR),
+        host=r.host.decode(_UTF8, _SURR),
         jobid=r.jobid,
         attempt=r.attempt,
         count=r.count,
         wait_ms=r.waitMs,
         offset=r.offset,
         data=bytes(r.data),
-        text=r.text,
+        text=r.text.decode(_UTF8, _SURR),
         jobs=[_read_job(j) for j in jobs],
         counters=counters,
     )
@@ -198,23 +206,24 @@ def _read_job(j: Any) -> Job:
         raise CodecError(f"unknown job state {j.state}")
     return Job(
         jobid=j.jobid,
-        cmd=j.cmd,
-        args=list(j.args),
+        cmd=j.cmd.decode(_UTF8, _SURR),
+        args=[a.decode(_UTF8, _SURR) for a in j.args],
         shell=j.shell,
-        dir=j.dir,
-        env=list(j.env),
-        host=j.host,
-        user=j.user,
+        dir=j.dir.decode(_UTF8, _SURR),
+        env=[e.decode(_UTF8, _SURR) for e in j.env],
+        host=j.host.decode(_UTF8, _SURR),
+        user=j.user.decode(_UTF8, _SURR),
         state=state,
         attempt=j.attempt,
-        workerid=j.workerid,
-        workerhost=j.workerhost,
+        workerid=j.workerid.decode(_UTF8, _SURR),
+        workerhost=j.workerhost.decode(_UTF8, _SURR),
         pid=j.pid,
         exit_status=j.exitStatus,
         submit_ns=j.submitNs,
         start_ns=j.startNs,
         end_ns=j.endNs,
         out_bytes=j.outBytes,
+        note=j.note.decode(_UTF8, _SURR),
     )
 
 

@@ -1,48 +1,55 @@
 # goq's wire message for the `capnp` codec: one struct mirroring goq_core.messages.Message.
 # Kind and JobState travel as their integer values (see messages.py); the codec checks them.
+#
+# Every string travels as Data holding str.encode("utf-8", "surrogatepass"), not as Text:
+# Linux argv, environments and paths are bytes, which Python hands over as str with lone
+# surrogates for undecodable bytes (surrogateescape), and capnp Text must be valid UTF-8.
+# Data carries any str losslessly; the codec decodes it with "surrogatepass" and refuses
+# anything else (invalid UTF-8) with CodecError.
 
 @0xce2236abf8b75156;
 
 struct Job {
   jobid @0 :Int64;
-  cmd @1 :Text;
-  args @2 :List(Text);
+  cmd @1 :Data;            # str (see above), as are all Data fields but Message.nonce/replyTo/data
+  args @2 :List(Data);
   shell @3 :Bool;
-  dir @4 :Text;
-  env @5 :List(Text);      # "NAME=value" entries
-  host @6 :Text;
-  user @7 :Text;
+  dir @4 :Data;
+  env @5 :List(Data);      # "NAME=value" entries
+  host @6 :Data;
+  user @7 :Data;
   state @8 :UInt8;         # goq_core.messages.JobState
   attempt @9 :Int64;
-  workerid @10 :Text;
-  workerhost @11 :Text;
+  workerid @10 :Data;
+  workerhost @11 :Data;
   pid @12 :Int64;
   exitStatus @13 :Int64;   # exit code, or -N for signal N
   submitNs @14 :Int64;
   startNs @15 :Int64;
   endNs @16 :Int64;
   outBytes @17 :Int64;
+  note @18 :Data;          # what the server says about the record (e.g. where output went)
 }
 
 struct Counter {
-  name @0 :Text;
+  name @0 :Data;
   value @1 :Int64;
 }
 
 struct Message {
   kind @0 :UInt8;          # goq_core.messages.Kind
-  nonce @1 :Data;
+  nonce @1 :Data;          # bytes
   sendtimeNs @2 :Int64;
-  replyTo @3 :Data;
-  workerid @4 :Text;
-  host @5 :Text;
+  replyTo @3 :Data;        # bytes
+  workerid @4 :Data;
+  host @5 :Data;
   jobid @6 :Int64;
   attempt @7 :Int64;
   count @8 :Int64;
   waitMs @9 :Int64;
   offset @10 :Int64;
-  data @11 :Data;
-  text @12 :Text;
+  data @11 :Data;          # bytes: a chunk of job output
+  text @12 :Data;
   jobs @13 :List(Job);
   counters @14 :List(Counter);
 }

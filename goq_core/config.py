@@ -3,6 +3,11 @@ variables, then command-line overrides. Standard library only and cheap to impor
 
 The settings file holds one `GOQ_NAME=value` per line (`#` starts a comment), written by
 `goq init` from the environment it ran in.
+
+Every value is checked where it is read: a value that is not a number, or outside its range
+(GOQ_HEARTBEAT_SEC 0.1-3600 s, GOQ_SENDTIMEOUT_MSEC 10-3600000 ms, GOQ_JSERV_PORT 1-65535), or
+a GOQ_ODIR that is empty, absolute, or has a '..' component or a NUL, is a ConfigError of one
+line naming the variable, the value, where it came from and what is allowed.
 """
 
 from __future__ import annotations
@@ -188,57 +193,84 @@ def _read_settings_file(path: str) -> dict[str, tuple[str, int]]:
     return found
 
 
+# The ranges a setting must fall in: outside them goq would misbehave (a heartbeat of 1 ms
+# livelocks the server; a send timeout of 0 fails every request), so they are refused.
+HEARTBEAT_RANGE = (0.1, 3600.0)  # seconds (GOQ_HEARTBEAT_SEC)
+SENDTIMEOUT_RANGE = (10, 3_600_000)  # milliseconds (GOQ_SENDTIMEOUT_MSEC)
+PORT_RANGE = (1, 65535)  # GOQ_JSERV_PORT
+
+
 def _parse(name: str, raw: str, where: str) -> Any:
+    """`raw` checked and converted for setting `name`; ConfigError naming the variable, the
+    value, where it came from and what is allowed."""
     try:
         return _PARSERS[name](raw)
     except ValueError as e:
         raise ConfigError(f"{ENV_NAMES.get(name, name)}={raw!r} (from {where}): {e}") from None
 
 
-def _port(raw: str) -> int:
-    port = _int(raw)
-    if not 1 <= port <= 65535:
-        raise ValueError("a port must be between 1 and 65535")
-    return port
+def _int_in(low: int, high: int, unit: str = "") -> Callable[[str], int]:
+    """A parser of a whole number from `low` to `high` (both included)."""
+    allowed = f"a whole number{unit} from {low} to {high}"
+
+    def parse(raw: str) -> int:
+        try:
+            n = int(raw.strip())
+        except ValueError:
+            raise ValueError(f"not a number: expected {allowed}") from None
+        if not low <= n <= high:
+            raise ValueError(f"out of range: expected {allowed}")
+        return n
+
+    return parse
 
 
-def _nonnegative_int(raw: str) -> int:
-    n = _int(raw)
-    if n < 0:
-        raise ValueError("must not be negative")
-    return n
+def _seconds_in(low: float, high: float) -> Callable[[str], float]:
+    """A parser of a number of seconds from `low` to `high` (both included)."""
+    allowed = f"a number of seconds from {low:g} to {high:g}"
 
+    def parse(raw: str) -> float:
+        try:
+            x = float(raw.strip())
+        except ValueError:
+            raise ValueError(f"not a number: expected {allowed}") from None
+        if not (math.isfinite(x) and low <= x <= high):
+            raise ValueError(f"out of range: expected {allowed}")
+        return x
 
-def _int(raw: str) -> int:
-    try:
-        return int(raw.strip())
-    except ValueError:
-        raise ValueError("not an integer") from None
-
-
-def _positive_seconds(raw: str) -> float:
-    try:
-        x = float(raw.strip())
-    except ValueError:
-        raise ValueError("not a number of seconds") from None
-    if not math.isfinite(x) or x <= 0:
-        raise ValueError("must be a positive number of seconds")
-    return x
+    return parse
 
 
 def _name(raw: str) -> str:
     raw = raw.strip()
     if not raw:
         raise ValueError("must not be empty")
+    if "\x00" in raw:
+        raise ValueError("must not contain a NUL character")
+    return raw
+
+
+def _odir(raw: str) -> str:
+    """The output directory: a relative path that stays under the submit directory."""
+    raw = raw.strip()
+    expected = "expected a relative directory such as o or out/goq"
+    if not raw:
+        raise ValueError(f"empty: {expected}")
+    if "\x00" in raw:
+        raise ValueError(f"contains a NUL character: {expected}")
+    if raw.startswith("/"):
+        raise ValueError(f"absolute path: {expected} (under each job's submit directory)")
+    if ".." in raw.split("/"):
+        raise ValueError(f"contains '..': {expected} (under each job's submit directory)")
     return raw
 
 
 _PARSERS: dict[str, Callable[[str], Any]] = {
     "jserv_ip": _name,
-    "jserv_port": _port,
-    "odir": _name,
-    "sendtimeout_ms": _nonnegative_int,
-    "heartbeat_sec": _positive_seconds,
+    "jserv_port": _int_in(*PORT_RANGE),
+    "odir": _odir,
+    "sendtimeout_ms": _int_in(*SENDTIMEOUT_RANGE, unit=" of milliseconds"),
+    "heartbeat_sec": _seconds_in(*HEARTBEAT_RANGE),
     "transport": _name,
     "codec": _name,
     "cipher": _name,

@@ -1,11 +1,13 @@
 """The codec contract, checked the same way against `raw` and `capnp`: every field of every
-kind survives a round trip, and malformed bytes raise CodecError and nothing else.
+kind survives a round trip (any str, lone surrogates included: undecodable bytes from argv,
+environments and paths), and malformed bytes raise CodecError and nothing else.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 import struct
 import subprocess
 import sys
@@ -24,7 +26,8 @@ from goq_core.messages import Job, JobState, Kind, Message
 from goq_core.plugins import Plugins
 
 INT64 = st.integers(-(2**63), 2**63 - 1)
-TEXT = st.text(max_size=40)
+# any code point, lone surrogates included (hypothesis leaves category Cs out by default)
+TEXT = st.text(st.characters(exclude_categories=()), max_size=40)
 BLOB = st.binary(max_size=300)
 FAST = settings(deadline=None, max_examples=150, suppress_health_check=[HealthCheck.too_slow])
 
@@ -48,6 +51,7 @@ jobs = st.builds(
     start_ns=INT64,
     end_ns=INT64,
     out_bytes=INT64,
+    note=TEXT,
 )
 messages = st.builds(
     Message,
@@ -163,9 +167,33 @@ def test_raw_carries_lone_surrogates_from_undecodable_argv() -> None:
     assert back.jobs[0].args[0].encode("utf-8", "surrogateescape") == b"caf\xe9"
 
 
-def test_capnp_refuses_lone_surrogates_with_codec_error(schema) -> None:
-    with pytest.raises(CodecError):
-        CapnpCodec(schema).encode(Message(Kind.SUBMIT, jobs=[Job(args=["\udce9"])]))
+def test_lone_surrogates_from_undecodable_bytes_survive_in_every_string_field(codec) -> None:
+    """What Linux hands Python for non-UTF-8 argv, environment and paths reaches the other side
+    exactly (capnp used to refuse it: Text must be UTF-8)."""
+    latin1 = b"caf\xe9".decode("utf-8", "surrogateescape")  # sys.argv for Latin-1 bytes
+    env = "V=" + b"\xff\xfe".decode("utf-8", "surrogateescape")
+    path = "/tmp/" + b"d\xe9".decode("utf-8", "surrogateescape")
+    odd = ["\ud800", "\udfff", "\ud83d\ude80", "a\udc80\x00b"]  # any lone surrogate, NUL
+    job = Job(cmd=latin1, args=[latin1, *odd], dir=path, env=[env, *odd], host=latin1,
+              user=latin1, workerid=latin1, workerhost=latin1, note=path)  # fmt: skip
+    msg = Message(Kind.SUBMIT, workerid=latin1, host=latin1, text=path, jobs=[job],
+                  counters={latin1: 1})  # fmt: skip
+    back = codec.decode(codec.encode(msg))
+    assert back == msg
+    assert back.jobs[0].args[0].encode("utf-8", "surrogateescape") == b"caf\xe9"
+    assert back.jobs[0].env[0].encode("utf-8", "surrogateescape") == b"V=\xff\xfe"
+    assert os.fsencode(back.jobs[0].dir) == b"/tmp/d\xe9"
+
+
+@FAST
+@given(value=TEXT, values=st.lists(TEXT, max_size=4))
+def test_any_str_survives_in_job_and_message_fields(value: str, values: list[str]) -> None:
+    job = Job(cmd=value, args=values, dir=value, env=values, host=value, user=value,
+              workerid=value, workerhost=value, note=value)  # fmt: skip
+    msg = Message(Kind.STATUS, workerid=value, host=value, text=value, jobs=[job],
+                  counters=dict.fromkeys(values, 1))  # fmt: skip
+    for codec in (RawCodec(), CapnpCodec(loaded_schema())):
+        assert codec.decode(codec.encode(msg)) == msg
 
 
 @pytest.mark.parametrize("value", [2**63, -(2**63) - 1])
@@ -280,10 +308,22 @@ def test_capnp_unknown_kind_and_state_are_codec_errors(schema) -> None:
         CapnpCodec(schema).decode(m.to_bytes())
 
 
-def test_capnp_invalid_utf8_text_is_a_codec_error(schema) -> None:
+@pytest.mark.parametrize("where", ["text", "job.cmd", "job.env", "counter"])
+def test_capnp_invalid_utf8_in_a_string_field_is_a_codec_error(schema, where: str) -> None:
     m = schema.Message.new_message()
-    m.kind = int(Kind.ACK)
-    m.text = b"\xff\xfe"  # pycapnp stores bytes in a Text field as they are
+    m.kind = int(Kind.STATUS)
+    bad = b"\xff\xfe"  # not what str.encode("utf-8", "surrogatepass") makes of any str
+    if where == "text":
+        m.text = bad
+    elif where == "counter":
+        m.init("counters", 1)[0].name = bad
+    else:
+        job = m.init("jobs", 1)[0]
+        job.state = int(JobState.WAITING)
+        if where == "job.cmd":
+            job.cmd = bad
+        else:
+            job.env = [b"A=1", bad]
     with pytest.raises(CodecError):
         CapnpCodec(schema).decode(m.to_bytes())
 

@@ -226,3 +226,82 @@ def test_key_of_wrong_size_is_refused(home):
         fh.write(b"x")
     with pytest.raises(ConfigError, match=f"33 bytes, expected {KEY_BYTES}"):
         load_key(home)
+
+
+# --- ranges (issue 9: a heartbeat of 0.001 s was accepted and livelocked the server) ---------
+
+
+@pytest.mark.parametrize(
+    "name, value, allowed",
+    [
+        ("GOQ_HEARTBEAT_SEC", "0.001", "from 0.1 to 3600"),
+        ("GOQ_HEARTBEAT_SEC", "0.099", "from 0.1 to 3600"),
+        ("GOQ_HEARTBEAT_SEC", "3601", "from 0.1 to 3600"),
+        ("GOQ_HEARTBEAT_SEC", "inf", "from 0.1 to 3600"),
+        ("GOQ_HEARTBEAT_SEC", "1e-9", "from 0.1 to 3600"),
+        ("GOQ_HEARTBEAT_SEC", "five", "from 0.1 to 3600"),
+        ("GOQ_SENDTIMEOUT_MSEC", "0", "from 10 to 3600000"),
+        ("GOQ_SENDTIMEOUT_MSEC", "9", "from 10 to 3600000"),
+        ("GOQ_SENDTIMEOUT_MSEC", "3600001", "from 10 to 3600000"),
+        ("GOQ_SENDTIMEOUT_MSEC", "99999999999999999999", "from 10 to 3600000"),
+        ("GOQ_SENDTIMEOUT_MSEC", "1s", "from 10 to 3600000"),
+        ("GOQ_JSERV_PORT", "-1", "from 1 to 65535"),
+        ("GOQ_JSERV_PORT", "99999999999999999999", "from 1 to 65535"),
+        ("GOQ_JSERV_PORT", "1776/tcp", "from 1 to 65535"),
+        ("GOQ_ODIR", "/tmp/out", "relative directory"),
+        ("GOQ_ODIR", "..", "relative directory"),
+        ("GOQ_ODIR", "o/../../etc", "relative directory"),
+        ("GOQ_ODIR", "   ", "relative directory"),
+    ],
+)
+def test_value_out_of_range_is_one_line_naming_variable_value_and_range(home, name, value, allowed):
+    with pytest.raises(ConfigError) as e:
+        load_settings(env_for(home, **{name: value}))
+    text = str(e.value)
+    assert "\n" not in text
+    assert text.startswith(f"{name}={value!r} (from the environment)")
+    assert allowed in text
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("GOQ_HEARTBEAT_SEC", "0.1"),
+        ("GOQ_HEARTBEAT_SEC", "3600"),
+        ("GOQ_SENDTIMEOUT_MSEC", "10"),
+        ("GOQ_SENDTIMEOUT_MSEC", "3600000"),
+        ("GOQ_JSERV_PORT", "1"),
+        ("GOQ_JSERV_PORT", "65535"),
+        ("GOQ_ODIR", "out/goq"),
+        ("GOQ_ODIR", "o..k"),
+    ],
+)
+def test_values_at_the_ends_of_their_ranges_are_accepted(home, name, value):
+    load_settings(env_for(home, **{name: value}))
+
+
+def test_odir_with_nul_in_the_settings_file_is_refused(home):
+    os.makedirs(settings_dir(home))
+    with open(settings_path(home), "w") as fh:
+        fh.write("GOQ_ODIR=o\x00x\n")
+    with pytest.raises(ConfigError, match=r"GOQ_ODIR='o\\x00x'.*settings, line 1.*NUL"):
+        load_settings(env_for(home))
+
+
+def test_heartbeat_out_of_range_in_the_settings_file_is_refused(home):
+    os.makedirs(settings_dir(home))
+    with open(settings_path(home), "w") as fh:
+        fh.write("GOQ_HEARTBEAT_SEC=0.001\n")
+    with pytest.raises(ConfigError, match=r"GOQ_HEARTBEAT_SEC='0.001'.*line 1.*0.1 to 3600"):
+        load_settings(env_for(home))
+
+
+def test_goq_serve_with_a_tiny_heartbeat_is_one_line_and_exit_1(home):
+    env = dict(os.environ, **env_for(home, GOQ_HEARTBEAT_SEC="0.001"))
+    done = subprocess.run(
+        [sys.executable, "-m", "goq_cli", "serve"], env=env, capture_output=True, timeout=60
+    )
+    assert done.returncode == 1
+    err = done.stderr.decode()
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "GOQ_HEARTBEAT_SEC='0.001'" in err and "0.1 to 3600" in err

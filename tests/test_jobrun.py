@@ -19,6 +19,7 @@ from collections.abc import Callable
 import pytest
 
 from goq_core.messages import Job
+from goq_core.roles import jobrun
 from goq_core.roles.guardian import Guardian
 from goq_core.roles.jobrun import JobRun
 
@@ -303,6 +304,7 @@ def test_kill_of_a_job_that_never_started_returns_its_status(run_job):
 FAKE_WORKER = """
 import sys, time
 from goq_core.messages import Job
+from goq_core.roles import jobrun
 from goq_core.roles.guardian import Guardian
 from goq_core.roles.jobrun import JobRun
 
@@ -404,3 +406,46 @@ def test_job_gets_sigpipe_at_its_default_though_python_ignores_it(run_job):
     assert run.wait(10) == 0
     with open(run.output_path, "rb") as fh:
         assert fh.read() == b"x\nx\nx\n"  # `yes` died of SIGPIPE quietly, no "Broken pipe" line
+
+
+# --- what a job inherits (issue 9) -------------------------------------------------------------
+
+LIST_FDS = "import os; print(*sorted(int(fd) for fd in os.listdir('/proc/self/fd')))"
+
+
+@pytest.mark.parametrize("how", ["close_range", "/proc scan"])
+def test_job_inherits_no_descriptor_of_the_worker_but_0_1_2(run_job, monkeypatch, how):
+    """A worker's inheritable descriptors (a socket, a pipe, whatever its own parent left it)
+    must not reach jobs: only stdin, stdout and stderr do (with close_range, and without)."""
+    if how != "close_range":
+        monkeypatch.setattr(jobrun, "_close_range", False)
+    r_end, w_end = os.pipe()
+    extra = [os.open(os.devnull, os.O_RDONLY) for _ in range(3)]
+    try:
+        for fd in (r_end, w_end, *extra):
+            os.set_inheritable(fd, True)
+        r = run_job(sys.executable, "-c", LIST_FDS)
+        assert finished(r) == 0
+        listed = [int(fd) for fd in output(r).split()]
+        # 0, 1, 2 and the one listdir opened to read /proc/self/fd
+        assert listed[:3] == [0, 1, 2] and len(listed) == 4, listed
+    finally:
+        for fd in (r_end, w_end, *extra):
+            os.close(fd)
+
+
+def test_undecodable_bytes_in_argv_env_and_directory_reach_the_job_exactly(run_job, tmp_path):
+    """Linux argv, environments and paths are bytes; goq carries them as surrogateescape str
+    and the job gets the original bytes."""
+    where = os.fsencode(tmp_path) + b"/d\xe9"
+    os.mkdir(where)
+    arg, value = os.fsdecode(b"caf\xe9"), os.fsdecode(b"\xff\xfe")
+    code = (
+        "import os, sys; out = sys.stdout.buffer; "
+        "out.write(os.fsencode(sys.argv[1]) + b'|' + os.environb[b'ODD'] + b'|' + os.getcwdb())"
+    )
+    r = run_job(
+        sys.executable, "-c", code, arg, env=[*PATH, f"ODD={value}"], dir=os.fsdecode(where)
+    )
+    assert finished(r) == 0
+    assert b"".join(r.iter_output()) == b"caf\xe9|\xff\xfe|" + where

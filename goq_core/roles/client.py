@@ -2,6 +2,11 @@
 `immolateworkers`: one connection, one request at a time, each reply checked against its request.
 
 Every failure a user can meet becomes a GoqError with one clear line.
+
+A batch of jobs goes in as many SUBMIT requests as the server's bounds need (goq_core.limits):
+at most SUBMIT_CHUNK (<= MAX_JOBS_PER_SUBMIT) jobs and about SUBMIT_CHUNK_BYTES of strings
+each. The whole batch is checked before anything is sent, so a job too large for any request
+refuses the batch with one line rather than submitting part of it.
 """
 
 from __future__ import annotations
@@ -9,14 +14,28 @@ from __future__ import annotations
 import time
 
 from goq_core.config import Settings
-from goq_core.errors import BadFrame, GoqError, RemoteError, TransportError, TransportTimeout
+from goq_core.errors import (
+    BadFrame,
+    CodecError,
+    FrameTooBig,
+    GoqError,
+    RemoteError,
+    TransportError,
+    TransportTimeout,
+)
 from goq_core.interfaces import ClientEnd
+from goq_core.limits import MAX_FRAME, MAX_JOBS_PER_SUBMIT, MAX_TEXT, SUBMIT_CHUNK_BYTES
 from goq_core.messages import Job, Kind, Message
 from goq_core.plugins import Plugins
 from goq_core.wire import Wire, error_text
 
 WAIT_HOLD_MS = 5000  # how long one WAIT request may be held by the server
-SUBMIT_CHUNK = 5000  # jobs per request in a batch submission
+SUBMIT_CHUNK = min(5000, MAX_JOBS_PER_SUBMIT)  # jobs per request in a batch submission
+# What a job and a string cost in a SUBMIT beyond their strings' UTF-8 bytes, at most, in
+# either codec (capnp: a Job struct of 19 words; a pointer and padding to 8 bytes a string).
+_JOB_BYTES = 192
+_STR_BYTES = 16
+_REQUEST_BYTES = 4096  # a SUBMIT's own fields, the cipher's and the frame's header, and slack
 
 
 class Client:
@@ -46,7 +65,13 @@ class Client:
             self._conn = self.plugins.transport(self.settings.transport).dial(self.settings.address)
         timeout = self.timeout + hold_ms / 1000
         try:
-            frame = self._conn.request(self.wire.pack(msg), timeout)
+            packed = self.wire.pack(msg)
+        except CodecError as exc:  # a value no request can carry (an int beyond int64...)
+            raise GoqError(f"cannot send this request: {exc}") from None
+        try:
+            frame = self._conn.request(packed, timeout)
+        except FrameTooBig as exc:
+            raise GoqError(f"cannot send this request: {exc}") from None
         except TransportTimeout:
             raise GoqError(
                 f"no reply from the goq server at {self.settings.address} within "
@@ -91,12 +116,15 @@ class Client:
         return reply.jobid, reply.count
 
     def submit_many(self, jobs: list[Job], chunk: int = SUBMIT_CHUNK) -> list[tuple[int, int]]:
-        """Submit any number of jobs, `chunk` per request (each request is one commit, and no
-        frame nears the size limit). Returns the id ranges given, as (first, count), adjacent
-        ranges merged: other submitters can interleave between chunks."""
+        """Submit any number of jobs in as few requests as the server's bounds allow: at most
+        `chunk` jobs (and MAX_JOBS_PER_SUBMIT) and about SUBMIT_CHUNK_BYTES of strings each
+        (each request is one commit). Checks every job before sending any: GoqError, and
+        nothing submitted, if one is too large for a request. Returns the id ranges given, as
+        (first, count), adjacent ranges merged: other submitters can interleave between
+        requests."""
         ranges: list[tuple[int, int]] = []
-        for start in range(0, len(jobs), chunk):
-            first, n = self.submit(jobs[start : start + chunk])
+        for start, end in batches(jobs, min(chunk, MAX_JOBS_PER_SUBMIT), SUBMIT_CHUNK_BYTES):
+            first, n = self.submit(jobs[start:end])
             if ranges and ranges[-1][0] + ranges[-1][1] == first:
                 ranges[-1] = (ranges[-1][0], ranges[-1][1] + n)
             else:
@@ -128,3 +156,67 @@ class Client:
 
     def immolate(self) -> Message:
         return self.call(Message(Kind.IMMOLATE))
+
+
+def batches(jobs: list[Job], max_jobs: int, max_bytes: int) -> list[tuple[int, int]]:
+    """How to cut `jobs` into SUBMIT requests: (start, end) slices of at most `max_jobs` jobs
+    whose estimated size stays within `max_bytes` (a job larger than that goes alone). A job's
+    environment counts only when it differs from its request's first job's (Client.submit sends
+    it once). GoqError if a job, alone, could not fit in a frame (MAX_FRAME) or has a string
+    longer than the server takes (MAX_TEXT characters)."""
+    spans: list[tuple[int, int]] = []
+    start = used = 0
+    shared: list[str] | None = None  # the environment of the request's first job
+    env_of: list[str] | None = None  # the environment whose size env_cost is
+    env_cost = 0
+    for i, job in enumerate(jobs):
+        strings = [job.cmd, job.dir, job.host, job.user, job.note, *job.args]
+        own = _JOB_BYTES + _strings_bytes(strings)
+        if job.env is not env_of:
+            env_of, env_cost = job.env, _strings_bytes(job.env)
+            if env_cost > MAX_TEXT:  # else no entry can be longer than MAX_TEXT
+                _check_text(_which(i, jobs), [("an environment entry", e) for e in job.env])
+        if own > MAX_TEXT:
+            named = [("its command", job.cmd), ("its directory", job.dir), ("its note", job.note)]
+            named += [("its host", job.host), ("its user", job.user)]
+            _check_text(_which(i, jobs), named + [("an argument", a) for a in job.args])
+        alone = own + env_cost
+        if alone + _REQUEST_BYTES > MAX_FRAME:
+            raise GoqError(
+                f"{_which(i, jobs)} is about {alone:,} bytes encoded, over the limit of "
+                f"{MAX_FRAME:,} bytes that one request may carry"
+            )
+        same_env = job.env is shared or job.env == shared
+        cost = own if same_env else alone
+        if i > start and (i - start >= max_jobs or used + cost > max_bytes):
+            spans.append((start, i))
+            start, used = i, 0
+        if i == start:
+            shared, cost = job.env, alone
+        used += cost
+    if start < len(jobs):
+        spans.append((start, len(jobs)))
+    return spans
+
+
+def _text_bytes(s: str) -> int:
+    return len(s) if s.isascii() else len(s.encode("utf-8", "surrogatepass"))
+
+
+def _strings_bytes(strings: list[str]) -> int:
+    return sum(map(_text_bytes, strings)) + _STR_BYTES * len(strings)
+
+
+def _which(i: int, jobs: list[Job]) -> str:
+    return "the job" if len(jobs) == 1 else f"job {i + 1} of {len(jobs)}"
+
+
+def _check_text(which: str, named: list[tuple[str, str]]) -> None:
+    """GoqError if a string of `named` ((what it is, string) pairs) is longer than the server
+    takes (MAX_TEXT characters)."""
+    what, longest = max(named, key=lambda pair: len(pair[1]))
+    if len(longest) > MAX_TEXT:
+        raise GoqError(
+            f"{which} has {what} of {len(longest):,} characters, over the limit of "
+            f"{MAX_TEXT:,} that the server takes"
+        )
