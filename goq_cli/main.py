@@ -107,6 +107,8 @@ def serve(obj: _Ctx, allow_insecure: bool) -> None:
     sys.stdout.flush()
     try:
         server.serve_forever()
+    except GoqError as exc:  # the store failed for good: it stopped cleanly, say why
+        raise _fail(exc) from None
     finally:
         server.close()
     click.echo("goq server stopped; state saved.")
