@@ -6,9 +6,10 @@ Every figure here is documented in docs/security.md; change both together.
 
 from __future__ import annotations
 
-MAX_FRAME = 8 * 1024 * 1024  # bytes: the largest frame a server takes (output comes in 1 MiB)
+MAX_FRAME = 4 * 1024 * 1024  # bytes: the largest frame a server takes (output comes in 1 MiB,
+# and a job's argv and environment fit: Linux caps them at 2 MiB by default)
 MAX_JOBS_PER_SUBMIT = 10_000  # jobs in one SUBMIT request (the CLI splits larger batches)
-SUBMIT_CHUNK_BYTES = 4 * 1024 * 1024  # clients start a new SUBMIT request past this much
+SUBMIT_CHUNK_BYTES = 2 * 1024 * 1024  # clients start a new SUBMIT request past this much
 MAX_STAT_LIST = 1000  # running and waiting jobs listed in one STAT reply, each
 MAX_TEXT = 1 << 20  # characters in one string field (cmd, an arg, an env entry, a dir)
 MAX_INT = (1 << 63) - 1  # the largest job id, count or offset a request may carry

@@ -1,5 +1,9 @@
 """The in-process transport: listeners live in the Transport instance, requests are queued
 objects and replies wake the waiting caller. For tests and single-process setups.
+
+A reply to a request whose client has closed (or stopped waiting) returns False; closing a
+client wakes its waiting request with a TransportError. Nothing here is reachable from outside
+the process, so there is no keyless peer to bound.
 """
 
 from __future__ import annotations
@@ -77,6 +81,7 @@ class MemoryClient:
         self.closed = False
         self.lock = threading.Lock()  # guards the abandoned/done hand-over with reply()
         self._transport = transport
+        self._pending: _Pending | None = None  # the request waiting now, woken by close()
 
     def request(self, data: bytes, timeout: float) -> bytes:
         if self.closed:
@@ -90,12 +95,19 @@ class MemoryClient:
         if len(data) > server.max_frame:
             raise FrameTooBig(f"request of {len(data)} bytes refused by {self.address}")
         pending = _Pending(self)
+        with self.lock:
+            if self.closed:
+                raise TransportError("request on a closed client")
+            self._pending = pending
         server._put(pending, bytes(data))
         pending.done.wait(max(0.0, deadline - time.monotonic()))
         with self.lock:
+            self._pending = None
             if not pending.done.is_set():
                 pending.abandoned = True
                 raise TransportTimeout(f"no reply from {self.address} within {timeout:g} s")
+            if pending.reply is None:  # woken by close()
+                raise TransportError("client closed while waiting for a reply")
         reply = pending.reply
         assert reply is not None
         if len(reply) > self.max_frame:
@@ -105,6 +117,10 @@ class MemoryClient:
     def close(self) -> None:
         with self.lock:
             self.closed = True
+            pending, self._pending = self._pending, None
+            if pending is not None:
+                pending.abandoned = True
+                pending.done.set()
 
 
 class MemoryTransport:

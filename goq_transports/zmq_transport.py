@@ -1,9 +1,32 @@
 """The zmq transport: a ROUTER server and DEALER clients (pyzmq, sync sockets), every request
 sent as the two parts [request id, payload] and answered as [request id, reply].
 
-ROUTER_MANDATORY makes a reply to a client that is gone fail at once (reply() returns False);
-IMMEDIATE on the client keeps requests from queueing while no server is there, so a request
-made while the server is down times out instead of reaching a later server stale.
+ROUTER_MANDATORY makes a reply to a client that is gone fail at once (reply() returns False):
+libzmq drops a peer's routing id as soon as its TCP connection closes, so a reply to a client
+process that was killed fails within a millisecond or so of its death (the kernel closes its
+sockets; measured by tests/test_transport_contract.py). IMMEDIATE on the client keeps requests
+from queueing while no server is there, so a request made while the server is down times out
+instead of reaching a later server stale.
+
+Memory a peer without the key can make the server hold (bench/keyless_flood.py measures it):
+- A frame is refused (and the connection closed) as soon as its header announces more than
+  max_frame bytes (MAXMSGSIZE); libzmq allocates the frame when its header arrives, but only the
+  pages actually received become resident.
+- Each connection queues at most _RCVHWM messages for the server thread, and stops reading its
+  socket beyond that; so a connection holds at most one frame in progress while the server
+  keeps up, and (_RCVHWM + 1) frames when the server thread stalls.
+- ZMTP heartbeats: the server PINGs every _HEARTBEAT_IVL_MS and drops a connection from which no
+  complete frame or command (a PONG counts) arrived within _HEARTBEAT_TIMEOUT_MS of a PING. A
+  live client's libzmq answers PINGs in its I/O thread, even while its request is held for
+  hours, so only peers that stopped talking (or trickle one frame for longer than that) go; a
+  half-sent frame is freed within _HEARTBEAT_IVL_MS + _HEARTBEAT_TIMEOUT_MS (12 s) of the last
+  complete one. The flip side: a legitimate frame must arrive whole within that time (a 5 MiB
+  frame needs about 0.5 MB/s; output and submits come in chunks of 1 and 2 MiB).
+- A connection must finish the ZMTP handshake within _HANDSHAKE_IVL_MS.
+What zmq cannot bound: the number of connections. libzmq has no limit on accepted connections
+and no way to close one by routing id; they are bounded only by the process's open-file limit
+(RLIMIT_NOFILE) or a firewall. So the bound is connections x (max_frame + a few KiB) while the
+server keeps up, for as long as those peers keep sending.
 """
 
 from __future__ import annotations
@@ -20,6 +43,10 @@ from goq_transports.common import REQID_LEN, check_tcp_address, first_reqid, ret
 
 _RECONNECT_MS = 20
 _RECONNECT_MAX_MS = 500
+_RCVHWM = 4  # messages queued per connection for the server (goq clients send one at a time)
+_HEARTBEAT_IVL_MS = 2_000  # the server PINGs each connection this often
+_HEARTBEAT_TIMEOUT_MS = 10_000  # and drops it when nothing whole came back within this
+_HANDSHAKE_IVL_MS = 5_000  # a connection must finish the ZMTP handshake within this
 
 
 def _ms(timeout: float | None) -> int:
@@ -30,7 +57,14 @@ def _ms(timeout: float | None) -> int:
 class ZmqServer:
     """ROUTER listener; a peer handle is (connection identity, request id)."""
 
-    def __init__(self, address: str, max_frame: int) -> None:
+    def __init__(
+        self,
+        address: str,
+        max_frame: int,
+        *,
+        heartbeat_ivl_ms: int = _HEARTBEAT_IVL_MS,
+        heartbeat_timeout_ms: int = _HEARTBEAT_TIMEOUT_MS,
+    ) -> None:
         check_tcp_address(address)
         self.address = address
         # A context of its own, terminated on close: that is what flushes the last replies.
@@ -39,6 +73,10 @@ class ZmqServer:
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
         sock.setsockopt(zmq.MAXMSGSIZE, max_frame)
+        sock.setsockopt(zmq.RCVHWM, _RCVHWM)
+        sock.setsockopt(zmq.HEARTBEAT_IVL, heartbeat_ivl_ms)
+        sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, heartbeat_timeout_ms)
+        sock.setsockopt(zmq.HANDSHAKE_IVL, _HANDSHAKE_IVL_MS)
         self._sock = sock
         self._rcv_ms: int | None = None
         try:

@@ -330,7 +330,9 @@ def test_a_job_too_large_for_any_request_is_refused_before_anything_is_sent(clie
     c, fake = client
     jobs = many(3, 10)
     jobs[1].args = ["y" * (MAX_TEXT // 2)] * 20  # 10 MiB of arguments, each under MAX_TEXT
-    with pytest.raises(GoqError, match=r"job 2 of 3 is about [\d,]+ bytes.*limit of 8,388,608"):
+    with pytest.raises(
+        GoqError, match=rf"job 2 of 3 is about [\d,]+ bytes.*limit of {MAX_FRAME:,}"
+    ):
         c.submit_many(jobs)
     assert fake.sizes == []  # nothing of the batch was submitted
 
