@@ -100,7 +100,13 @@ def d() -> Driver:
 
 
 def test_submit_assigns_consecutive_ids_and_saves_each_job(d: Driver) -> None:
-    out = d.send(Message(Kind.SUBMIT, jobs=[Job(cmd="a", dir="/w"), Job(cmd="b", dir="/w"), Job(cmd="c", dir="/w")]), "sub")
+    out = d.send(
+        Message(
+            Kind.SUBMIT,
+            jobs=[Job(cmd="a", dir="/w"), Job(cmd="b", dir="/w"), Job(cmd="c", dir="/w")],
+        ),
+        "sub",
+    )
     ack = one_reply(out, "sub")
     assert (ack.kind, ack.jobid, ack.count) == (Kind.SUBMITTED, 1, 3)
     saved = [a.job for a in out if isinstance(a, Save)]
@@ -128,7 +134,11 @@ def test_submit_of_empty_command_is_refused_and_nothing_is_queued(d: Driver) -> 
 
 
 def test_jobs_without_env_inherit_the_env_of_the_job_before_them_in_a_batch(d: Driver) -> None:
-    jobs = [Job(cmd="a", dir="/w", env=["X=1", "Y=2"]), Job(cmd="b", dir="/w"), Job(cmd="c", dir="/w")]
+    jobs = [
+        Job(cmd="a", dir="/w", env=["X=1", "Y=2"]),
+        Job(cmd="b", dir="/w"),
+        Job(cmd="c", dir="/w"),
+    ]
     d.send(Message(Kind.SUBMIT, jobs=jobs), "sub")
     waiting = list(d.kernel.waiting.values())
     assert [j.env for j in waiting] == [["X=1", "Y=2"]] * 3
@@ -495,7 +505,9 @@ def test_immolated_worker_not_holding_a_request_is_told_exit_at_next_contact(d: 
 def test_replayed_message_is_dropped_and_counted(d: Driver) -> None:
     msg = Message(Kind.SUBMIT, jobs=[Job(cmd="a", dir="/w")], nonce=b"n" * 16)
     d.send(msg, "sub")
-    replay = Message(Kind.SUBMIT, jobs=[Job(cmd="a", dir="/w")], nonce=b"n" * 16, sendtime_ns=msg.sendtime_ns)
+    replay = Message(
+        Kind.SUBMIT, jobs=[Job(cmd="a", dir="/w")], nonce=b"n" * 16, sendtime_ns=msg.sendtime_ns
+    )
     out = d.send(replay, "evil")
     assert one_reply(out, "evil").kind == Kind.ERROR
     assert d.kernel.stat_counters()[REPLAY] == 1
