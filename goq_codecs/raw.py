@@ -7,17 +7,18 @@ separators, split into a list of empty strings), and anything malformed raises C
 Layout (little-endian):
   head     B version (1), B kind, B strings mode, I njobs, I ncounters, I nstrings,
            I len(nonce), I len(reply_to), I len(data), I len(string blob)
-  ints     (6 + 12 * njobs + ncounters) x int64:
+  ints     (6 + 17 * njobs + ncounters) x int64:
            sendtime_ns, jobid, attempt, count, wait_ms, offset;
            per job: jobid, shell, state, attempt, pid, exit_status, submit_ns, start_ns,
-                    end_ns, out_bytes, len(args), len(env);
+                    end_ns, out_bytes, len(args), len(env), cpus, mem, gpus, priority,
+                    len(resources);
            then each counter's value
   lengths  mode 1 only: nstrings x uint32, the length in characters of each string
   bytes    nonce, reply_to, data
   blob     every string, concatenated, as UTF-8 (lone surrogates pass through, so any str
            survives): workerid, host, text; per job cmd, dir, host, user, workerid,
-           workerhost, note, *args, *env; then each counter's name. Mode 0 (the usual one):
-           the strings are joined by NUL, none contains NUL. Mode 1: any string may contain
+           workerhost, note, gpu_ids, *args, *env, *resources as "NAME=N"; then each
+           counter's name. Mode 0 (the usual one): the strings are joined by NUL, none contains NUL. Mode 1: any string may contain
            NUL; the lengths table splits the blob.
 All strings share one blob so that encoding and decoding cost one codec call, not one per string
 (splitting on NUL is 5x faster than slicing by lengths in Python, hence mode 0).
@@ -32,14 +33,14 @@ from itertools import accumulate
 from goq_core.errors import CodecError
 from goq_core.messages import Job, JobState, Kind, Message
 
-VERSION = 2
+VERSION = 3
 _HEAD = struct.Struct("<BBBIIIIIII")
 _SEP = "\x00"
 _SPLIT = 0  # strings joined by NUL
 _SIZED = 1  # strings concatenated, with a lengths table
 _MSG_INTS = 6
-_JOB_INTS = 12
-_JOB_STRS = 7
+_JOB_INTS = 17
+_JOB_STRS = 8
 _KINDS = {int(k): k for k in Kind}
 _STATES = {int(s): s for s in JobState}
 _UTF8 = "utf-8"
@@ -51,7 +52,7 @@ _MESSAGE_FIELDS = (
 )
 _JOB_FIELDS = (
     "jobid cmd args shell dir env host user state attempt workerid workerhost pid exit_status"
-    " submit_ns start_ns end_ns out_bytes note"
+    " submit_ns start_ns end_ns out_bytes note cpus mem gpus resources priority gpu_ids"
 )
 
 
@@ -96,10 +97,18 @@ class RawCodec:
                     j.out_bytes,
                     len(args),
                     len(env),
+                    j.cpus,
+                    j.mem,
+                    j.gpus,
+                    j.priority,
                 )
-                strs += (j.cmd, j.dir, j.host, j.user, j.workerid, j.workerhost, j.note)
+                resources = j.resources
+                ints.append(len(resources))
+                strs += (j.cmd, j.dir, j.host, j.user, j.workerid, j.workerhost, j.note, j.gpu_ids)
                 strs += args
                 strs += env
+                if resources:
+                    strs += [f"{name}={value:d}" for name, value in resources.items()]
             counters = msg.counters
             if counters:
                 strs += counters
@@ -212,21 +221,30 @@ def _decode(data: bytes) -> Message:
             out_bytes,
             nargs,
             nenv,
+            cpus,
+            mem,
+            gpus,
+            priority,
+            nres,
         ) = ints[ii : ii + _JOB_INTS]
         ii += _JOB_INTS
-        if nargs < 0 or nenv < 0 or si + _JOB_STRS + nargs + nenv > nstrs:
+        if nargs < 0 or nenv < 0 or nres < 0 or si + _JOB_STRS + nargs + nenv + nres > nstrs:
             raise CodecError("raw message job strings overrun")
         jobstate = _STATES.get(state)
         if jobstate is None:
             raise CodecError(f"unknown job state {state}")
         if shell != 0 and shell != 1:
             raise CodecError(f"bad shell flag {shell}")
-        cmd, dir_, host, user, workerid, workerhost, note = strs[si : si + _JOB_STRS]
+        cmd, dir_, host, user, workerid, workerhost, note, gpu_ids = strs[si : si + _JOB_STRS]
         si += _JOB_STRS
         args = strs[si : si + nargs]
         si += nargs
         env = strs[si : si + nenv]
         si += nenv
+        resources: dict[str, int] = {}
+        if nres:
+            resources = _resources(strs[si : si + nres])
+            si += nres
         jobs.append(
             Job(  # positionally: 3x faster than by keyword; _check_field_order guards it
                 jobid,
@@ -248,6 +266,12 @@ def _decode(data: bytes) -> Message:
                 end_ns,
                 out_bytes,
                 note,
+                cpus,
+                mem,
+                gpus,
+                resources,
+                priority,
+                gpu_ids,
             )
         )
     if si + ncounters != nstrs:
@@ -272,6 +296,19 @@ def _decode(data: bytes) -> Message:
         jobs,
         counters,
     )
+
+
+def _resources(items: list[str]) -> dict[str, int]:
+    """Named counters from their "NAME=N" strings; CodecError if one is malformed or repeated."""
+    out: dict[str, int] = {}
+    for item in items:
+        name, sep, value = item.rpartition("=")
+        if not sep or not value.lstrip("-").isdigit() or not value.isascii():
+            raise CodecError(f"bad resource {item[:40]!r} in raw message")
+        out[name] = int(value)
+    if len(out) != len(items):
+        raise CodecError("raw message repeats a resource name")
+    return out
 
 
 def _sized_strings(text: str, lengths: tuple[int, ...]) -> list[str]:

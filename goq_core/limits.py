@@ -13,4 +13,7 @@ SUBMIT_CHUNK_BYTES = 2 * 1024 * 1024  # clients start a new SUBMIT request past 
 MAX_STAT_LIST = 1000  # running and waiting jobs listed in one STAT reply, each
 MAX_TEXT = 1 << 20  # characters in one string field (cmd, an arg, an env entry, a dir)
 MAX_INT = (1 << 63) - 1  # the largest job id, count or offset a request may carry
+MAX_AMOUNT = (
+    1 << 31
+) - 1  # the most cpus, GPUs or of a named counter a job asks or a worker offers
 MAX_HOLD_MS = 3_600_000  # the longest hold a request may ask for (it is capped lower anyway)

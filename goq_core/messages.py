@@ -2,6 +2,15 @@
 
 `Message` is flat on purpose: each kind uses a few of its fields and leaves the rest at their
 defaults, so a codec has exactly one shape to get right (see docs/architecture.md for who uses what).
+
+Workers with several slots (design.md §7, Resources): a worker's REQUEST_WORK carries `jobs`:
+first its *offer* (a Job with jobid 0 whose cpus, mem, gpus, gpu_ids and resources are what the
+worker has in all, and whose workerid is a token unique to this worker process), then one
+Job(jobid, attempt) per run it holds (running, or finished with its result not yet acknowledged),
+so the server can tell a dispatch that was lost from one that is under way. A JOB reply may hand
+several jobs at once (each with its own attempt and gpu_ids); HEARTBEAT lists every run the worker
+holds in `jobs`, and KILL names in `jobs` the runs to kill. A REQUEST_WORK without an offer is a
+worker of one cpu, nothing else.
 """
 
 from __future__ import annotations
@@ -15,8 +24,10 @@ class Kind(IntEnum):
 
     # requests (client or worker -> server)
     SUBMIT = 1  # jobs: the jobs to add (ids unset); reply SUBMITTED
-    REQUEST_WORK = 2  # workerid, host, wait_ms; reply JOB, NOTHING_YET or EXIT
-    HEARTBEAT = 3  # workerid, jobid, attempt, wait_ms; reply ALIVE, KILL or EXIT (held until then)
+    REQUEST_WORK = 2  # workerid (its name), host, wait_ms, jobs=[offer, *runs held]; reply JOB,
+    # NOTHING_YET or EXIT (held while nothing fits its free capacity)
+    HEARTBEAT = 3  # workerid, jobs=[runs held] (jobid, attempt: the first), wait_ms; reply ALIVE,
+    # KILL (jobs: the runs to kill) or EXIT (held until then)
     OUTPUT = 4  # workerid, jobid, attempt, offset, data: a chunk of a job's output; reply ACK
     RESULT = 5  # workerid, jobs=[job with its outcome], data: last output chunk; reply ACK/JOB...
     CANCEL = 6  # jobid; reply ACK (text says what happened) or NOT_KNOWN
@@ -24,10 +35,13 @@ class Kind(IntEnum):
     STAT = 8  # count: how many jobs to list; reply STATUS
     SHUTDOWN = 9  # reply ACK, then the server stops
     IMMOLATE = 10  # reply ACK (count: workers told)
+    DRAIN = 11  # text: a worker name (count=1: every worker); reply ACK (count: workers drained)
+    RESUME = 12  # text: a worker name (count=1: every worker); reply ACK (count: workers resumed)
+    WORKERS = 13  # reply WORKER_LIST
 
     # replies (server -> client or worker)
     SUBMITTED = 20  # jobid: first new id, count: how many (ids are consecutive)
-    JOB = 21  # jobs=[the job to run], attempt
+    JOB = 21  # jobs=[the jobs to run, each with attempt and gpu_ids]; jobid, attempt: the first
     NOTHING_YET = 22  # a held request timed out: ask again
     ALIVE = 23  # heartbeat acknowledged: keep running
     KILL = 24  # kill the job (cancelled, or this attempt is no longer current)
@@ -35,9 +49,11 @@ class Kind(IntEnum):
     ACK = 26  # request done; text may say more
     FINISHED = 27  # jobs=[the finished job with its outcome]
     NOT_KNOWN = 28  # jobid is not a job this server knows
-    STATUS = 29  # counters, jobs (running then waiting, by state)
+    STATUS = 29  # counters, jobs (running then waiting, by state; a waiting job's note says why
+    # it waits when it fits no worker)
     GOING_AWAY = 30  # the server is shutting down: ask again later
     ERROR = 31  # text: why the request was refused
+    WORKER_LIST = 32  # text: a JSON document {"workers": [...]} (see docs/scheduling.md)
 
 
 class JobState(IntEnum):
@@ -73,6 +89,13 @@ class Job:
     end_ns: int = 0
     out_bytes: int = 0  # size of the whole output
     note: str = ""  # what the server wants the record to say (e.g. where output went instead)
+    # what the job asks for (on a worker's offer: what the worker has)
+    cpus: int = 1
+    mem: int = 0  # bytes
+    gpus: int = 0  # how many GPUs
+    resources: dict[str, int] = field(default_factory=dict)  # named counters, e.g. license=1
+    priority: int = 0  # higher runs first; FIFO within a priority
+    gpu_ids: str = ""  # the GPUs given to this run, comma-separated (offer: the ids offered)
 
 
 @dataclass(slots=True)

@@ -9,26 +9,33 @@ Rules of this file:
   (or ALIVE) when the hold's deadline passes.
 - Job states change only through lifecycle.advance (the table in lifecycle.py).
 
-Theory of operation (design.md §3):
-- SUBMIT puts jobs at the tail of `waiting`. REQUEST_WORK from a worker is held in `idle` until a
-  job exists. `_dispatch` pairs the oldest waiting job with the longest-idle worker at once.
-- A busy worker long-polls with HEARTBEAT; its hold is where KILL (cancel) or EXIT (immolate) is
-  delivered at once. A busy worker not heard from for 2 heartbeats is dead: its job goes back to
-  the head of `waiting`, to run again as a new attempt.
-- RESULT ends the job if it is for the job's current attempt, else it is counted stale and changes
-  nothing. So every job ends exactly once in the record.
+Theory of operation (design.md §3, §7):
+- SUBMIT puts jobs in `waiting` (waitq.py: highest priority first, then oldest). A worker keeps
+  one REQUEST_WORK held (`ask`) while it is up, busy or not; `_fill` answers it with every job
+  that fits its free capacity (matching.py), in queue order, the moment there is one.
+- The head of the queue is never starved: when it fits no worker's free capacity now, its need
+  is reserved on one worker that could run it, and that worker takes other jobs only from what
+  would be left over (`_reservation`).
+- A busy worker keeps one HEARTBEAT held (`beat`) covering all its runs; that hold is where
+  KILL (cancel) or EXIT (immolate) is delivered at once. A worker not heard from for
+  2 heartbeats is dead: all its runs go back to the head of their priority, as new attempts.
+- RESULT ends the job if it is for the job's current attempt, else it is counted stale and
+  changes nothing. So every job ends exactly once in the record.
 - WAIT is held until the job ends. STAT answers at once. SHUTDOWN answers every hold GOING_AWAY.
 - Every request passes the front door first (validation.py): a malformed one is refused with
   one line and changes nothing. While the runtime cannot commit to its store, SUBMIT is refused.
 - Silence is judged on time the server could hear: the runtime `excuse`s the time it spent deaf
   (busy with a long turn), so a stall of the server never makes a live worker look dead.
-- A JOB that could not be delivered (the worker's connection is gone) puts the job back at the
-  head of the queue at once and forgets that worker (`undelivered`).
+- A JOB that could not be delivered (the worker's connection is gone) puts its jobs back at the
+  head at once (`undelivered`).
+- DRAIN stops a worker getting new jobs (its runs go on); RESUME undoes it. Drained names are
+  durable (counters `drained/NAME`).
 """
 
 from __future__ import annotations
 
 import heapq
+import json
 from collections import OrderedDict
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field, replace
@@ -45,9 +52,22 @@ from goq_core.kernel.actions import (
     Stop,
     WriteOutput,
 )
-from goq_core.kernel.lifecycle import NEW, RUNNING, WAITING, advance
+from goq_core.kernel.lifecycle import NEW, RUNNING, advance
+from goq_core.kernel.matching import (
+    Capacity,
+    Shape,
+    fits,
+    free_after,
+    give_back,
+    minus,
+    offer_of,
+    shape,
+    take,
+    why_nowhere,
+)
 from goq_core.kernel.replay import ReplayGuard
 from goq_core.kernel.validation import request_problem
+from goq_core.kernel.waitq import WaitQueue
 from goq_core.limits import MAX_STAT_LIST
 from goq_core.messages import Job, Kind, Message
 
@@ -55,7 +75,10 @@ _NS = 1_000_000_000
 _INTERN_LIMIT = 16384
 _NEVER = float("inf")
 # requests whose replay after a restart would do harm: their nonces are kept durably
-_REMEMBERED = frozenset({Kind.SUBMIT, Kind.CANCEL, Kind.SHUTDOWN, Kind.IMMOLATE})
+_REMEMBERED = frozenset(
+    {Kind.SUBMIT, Kind.CANCEL, Kind.SHUTDOWN, Kind.IMMOLATE, Kind.DRAIN, Kind.RESUME}
+)
+DRAINED = "drained/"  # durable counter name prefix: drained/NAME = 1 while NAME is drained
 
 
 @dataclass(slots=True)
@@ -76,19 +99,23 @@ class Held:
     reply_to: bytes
     kind: Kind  # what was asked: REQUEST_WORK, HEARTBEAT or WAIT
     deadline: float
-    jobid: int = 0  # WAIT, HEARTBEAT: the job it is about
+    jobid: int = 0  # WAIT: the job it is about
     workerid: str = ""  # REQUEST_WORK, HEARTBEAT: who asked
     answered: bool = False
+    max_jobs: int = 0  # REQUEST_WORK: at most this many jobs (0: as many as fit)
 
 
 @dataclass(slots=True)
 class Worker:
-    workerid: str
+    workerid: str  # its name
     host: str
     last_heard: float
-    jobid: int = 0  # the job it is running, 0 when idle
-    attempt: int = 0
-    held: Held | None = None
+    token: str = ""  # names the worker process (from its offer): one live process per name
+    offer: Capacity | None = None  # None until it tells (a worker restored from the store)
+    free: Capacity | None = None
+    runs: dict[int, int] = field(default_factory=dict)  # jobid -> attempt it holds
+    ask: Held | None = None  # its held REQUEST_WORK
+    beat: Held | None = None  # its held HEARTBEAT
     doomed: bool = False  # immolated: tell it EXIT at next contact
     check_at: float = _NEVER  # when its pending liveness timer fires
     deaf_at: float = 0.0  # the kernel's `deaf` total when it was last heard
@@ -117,12 +144,16 @@ class Kernel:
         self._silence = 2 * self.config.heartbeat_sec
         self._notify = self.config.notify
         self.next_jobid = 1
-        self.waiting: OrderedDict[int, Job] = OrderedDict()  # oldest first
+        self.waiting = WaitQueue()
         self.running: dict[int, Job] = {}
         self.workers: dict[str, Worker] = {}
         self.idle: OrderedDict[str, Worker] = OrderedDict()  # workers holding REQUEST_WORK
         self.waiters: dict[int, list[Held]] = {}
         self.ended: OrderedDict[int, Job] = OrderedDict()  # the last few ended jobs
+        self.drained: set[str] = set()  # worker names that get no new jobs (durable)
+        self._drain_changed: dict[str, int] = {}  # drained/NAME counters to save (1 or 0)
+        self.offers_seen: dict[str, Capacity] = {}  # every worker's offer since start
+        self._nowhere: dict[Shape, str | None] = {}  # shape -> why it fits no worker (cache)
         self.counters = Counters()
         self.replay = ReplayGuard(self.config.skew_sec, self.config.max_nonces)
         self.stopping = False
@@ -154,29 +185,35 @@ class Kernel:
         c.finished = counters.get("finishedJobsCount", 0)
         c.cancelled = counters.get("cancelledJobsCount", 0)
         c.requeued = counters.get("requeuedJobsCount", 0)
+        self.drained = {
+            k[len(DRAINED) :] for k, v in counters.items() if k.startswith(DRAINED) and v
+        }
         for job in jobs:
             self._intern_fields(job)
             self.next_jobid = max(self.next_jobid, job.jobid + 1)
             if job.state == RUNNING:
                 self.running[job.jobid] = job
                 worker = self._worker(job.workerid, job.workerhost, now)
-                worker.jobid, worker.attempt = job.jobid, job.attempt
+                worker.runs[job.jobid] = job.attempt
                 worker.last_heard = now + self.config.heartbeat_sec  # the grace of a restart
                 worker.deaf_at = self.deaf
                 worker.check_at = _NEVER
                 self._watch(worker, now)
             else:
-                self.waiting[job.jobid] = job
+                self.waiting.push(job)
 
     def durable_counters(self) -> dict[str, int]:
         """The counters the store keeps (saved with each batch of job records)."""
         c = self.counters
-        return {
+        counters = {
             "nextJobId": self.next_jobid,
             "finishedJobsCount": c.finished,
             "cancelledJobsCount": c.cancelled,
             "requeuedJobsCount": c.requeued,
         }
+        if self._drain_changed:
+            counters.update((DRAINED + k, v) for k, v in self._drain_changed.items())
+        return counters
 
     # ----------------------------------------------------------------------------- inputs
 
@@ -240,18 +277,19 @@ class Kernel:
         self.store_trouble = why
 
     def undelivered(self, jobid: int, attempt: int, now: float) -> list[Action]:
-        """A JOB reply could not be delivered: its worker is gone. Put the job back at the head
-        of the queue (not counted as a requeue: it never ran), forget the worker, and hand the
-        job to another idle worker at once."""
+        """A JOB reply could not be delivered: its worker's connection is gone, so the run never
+        started. Put the job back at the head of its priority (not counted as a requeue: it
+        never ran) and hand it on at once; a worker left with no runs is forgotten."""
         out: list[Action] = []
         job = self.running.get(jobid)
         if job is None or job.attempt != attempt:
             return out
         self.counters.undelivered += 1
         worker = self.workers.get(job.workerid)
-        if worker is not None and worker.jobid == jobid:
-            self._requeue(worker, now, out, count=False)
-            self._forget(worker)
+        if worker is not None and worker.runs.get(jobid) == attempt:
+            self._requeue_run(worker, jobid, out, count=False)
+            if not worker.runs:
+                self._forget(worker)
         self._dispatch(now, out)
         return out
 
@@ -260,18 +298,15 @@ class Kernel:
         jobs leave the queues as if never submitted; a dispatched one is killed on its worker."""
         out: list[Action] = []
         for jobid in range(first, first + count):
-            if self.waiting.pop(jobid, None) is not None:
+            if self.waiting.pop(jobid) is not None:
                 continue
             job = self.running.pop(jobid, None)
             if job is None:
                 continue
             worker = self.workers.get(job.workerid)
-            if worker is not None and worker.jobid == jobid:
-                worker.jobid = worker.attempt = 0
-                held = worker.held
-                if held is not None and held.jobid == jobid and not held.answered:
-                    self._answer(held, Message(Kind.KILL, jobid=jobid), out)
-                    worker.held = None
+            if worker is not None and jobid in worker.runs:
+                self._release_run(worker, job)
+                self._kill_runs(worker, [job], out)
         return out
 
     # ----------------------------------------------------------------------------- requests
@@ -299,9 +334,11 @@ class Kernel:
             job.state = NEW  # whatever the client said
             job.attempt = 0
             job.workerid = ""
+            job.gpu_ids = ""
+            job.note = ""
             job.submit_ns = now_ns
             advance(job, "submit")
-            self.waiting[job.jobid] = job
+            self.waiting.push(job)
             out.append(Save(job))
             if self._notify:
                 out.append(Notify("submitted", job))
@@ -310,45 +347,68 @@ class Kernel:
         self._dispatch(now, out)
 
     def _on_request_work(self, msg: Message, peer: Hashable, now: float, out: list[Action]) -> None:
+        offer = msg.jobs[0] if msg.jobs and msg.jobs[0].jobid == 0 else None
+        worker = self.workers.get(msg.workerid)
+        if (
+            worker is not None
+            and offer is not None
+            and worker.token
+            and offer.workerid != worker.token  # another process under this name
+        ):
+            if worker.host != msg.host:
+                text = (
+                    f"refused: worker name {msg.workerid!r} is taken by a live worker on "
+                    f"{worker.host}; choose another with --name"
+                )
+                out.append(Reply(peer, Message(Kind.ERROR, reply_to=msg.nonce, text=text)))
+                return
+            self._requeue_all(worker, now, out)  # the same host restarted it: the old
+            self._forget(worker)  # process is gone, and its runs with it
         worker = self._worker(msg.workerid, msg.host, now)
         if worker.doomed:
             self._exit(worker, peer, msg.nonce, out)
             return
-        self._release_hold(worker, out)
-        if worker.jobid:  # it says it is idle, so the job we handed it is not running there:
-            job = self.running.get(worker.jobid)  # our reply went to a request it gave up on
-            if job is not None and job.attempt == worker.attempt:
-                again = Message(
-                    Kind.JOB, reply_to=msg.nonce, jobid=job.jobid, attempt=job.attempt, jobs=[job]
-                )
-                out.append(Reply(peer, again))  # so hand the same run again, on this request
-                return
-            self._requeue(worker, now, out)
-        if self.waiting:  # then no worker is idle (else they would have the job): take it now
-            self._start(self.waiting.popitem(last=False)[1], worker, peer, msg.nonce, now, out)
+        if offer is not None or worker.offer is None:
+            self._set_offer(worker, offer)
+        self._release(worker, "ask", out)
+        held_runs = {j.jobid for j in msg.jobs if j.jobid}
+        lost = [
+            self.running[j]
+            for j, a in worker.runs.items()
+            if j not in held_runs and j in self.running and self.running[j].attempt == a
+        ]
+        if lost:  # our JOB reply went to a request it gave up on: hand the same runs again
+            out.append(Reply(peer, self._job_message(lost, msg.nonce)))
             return
         held = self._hold(peer, msg, Kind.REQUEST_WORK, now)
         held.workerid = worker.workerid
-        worker.held = held
+        held.max_jobs = msg.count
+        worker.ask = held
         self.idle[worker.workerid] = worker
+        self._fill(worker, now, out, self._reservation())
 
     def _on_heartbeat(self, msg: Message, peer: Hashable, now: float, out: list[Action]) -> None:
         worker = self._worker(msg.workerid, msg.host, now)
         if worker.doomed:
             self._exit(worker, peer, msg.nonce, out)
             return
-        job = self.running.get(msg.jobid)
-        if job is None or job.attempt != msg.attempt or job.workerid != worker.workerid:
-            # cancelled, requeued after a missed heartbeat, or not this worker's: stop running it
-            out.append(Reply(peer, Message(Kind.KILL, reply_to=msg.nonce, jobid=msg.jobid)))
+        listed = [(j.jobid, j.attempt) for j in msg.jobs] or [(msg.jobid, msg.attempt)]
+        stale = []
+        for jobid, attempt in listed:
+            job = self.running.get(jobid)
+            if job is None or job.attempt != attempt or job.workerid != worker.workerid:
+                # cancelled, requeued after a missed heartbeat, or not this worker's: kill it
+                stale.append(Job(jobid=jobid, attempt=attempt))
+            elif worker.runs.get(jobid) != attempt:  # e.g. after a restart it tells us
+                worker.runs[jobid] = attempt
+        self._release(worker, "beat", out)
+        if stale:
+            reply = Message(Kind.KILL, reply_to=msg.nonce, jobid=stale[0].jobid, jobs=stale)
+            out.append(Reply(peer, reply))
             return
-        if worker.jobid != job.jobid:  # e.g. after a server restart, it tells us what it runs
-            worker.jobid, worker.attempt = job.jobid, job.attempt
-            self._watch(worker, now)
-        self._release_hold(worker, out)
         held = self._hold(peer, msg, Kind.HEARTBEAT, now)
-        held.jobid, held.workerid = job.jobid, worker.workerid
-        worker.held = held
+        held.workerid = worker.workerid
+        worker.beat = held
 
     def _on_output(self, msg: Message, peer: Hashable, now: float, out: list[Action]) -> None:
         worker = self._worker(msg.workerid, msg.host, now)
@@ -383,14 +443,15 @@ class Kernel:
             job.out_bytes = outcome.out_bytes
             job.workerhost = worker.host
             del self.running[job.jobid]
+            self._release_run(worker, job)
             self._end(job, "finish", out)
-        if worker.jobid == msg.jobid:
-            worker.jobid = worker.attempt = 0
-        self._release_hold(worker, out, Kind.ACK)
+        if not worker.runs:
+            self._release(worker, "beat", out, Kind.ACK)  # nothing left to beat for
         if msg.wait_ms > 0:  # and it wants more work: same as REQUEST_WORK
             self._on_request_work(msg, peer, now, out)
         else:
             out.append(Reply(peer, Message(Kind.ACK, reply_to=msg.nonce)))
+            self._fill(worker, now, out, self._reservation())
 
     def _on_cancel(self, msg: Message, peer: Hashable, now: float, out: list[Action]) -> None:
         jobid = msg.jobid
@@ -398,15 +459,16 @@ class Kernel:
         if job is None:
             self._about_ended(msg, peer, out, "job %d has already ended")
             return
-        if job.state == WAITING:
-            del self.waiting[jobid]
+        if jobid in self.waiting:
+            self.waiting.pop(jobid)
             text = f"cancelled waiting job {jobid}"
         else:
             del self.running[jobid]
             worker = self.workers.get(job.workerid)
-            if worker is not None and worker.held is not None and worker.held.jobid == jobid:
-                self._answer(worker.held, Message(Kind.KILL, jobid=jobid), out)
-                worker.held = None
+            if worker is not None and jobid in worker.runs:
+                self._release_run(worker, job)
+                self._kill_runs(worker, [job], out)
+                self._fill(worker, now, out, self._reservation())
             text = f"cancelled running job {jobid}; its worker is killing it"
         job.end_ns = int(now * _NS)
         self._end(job, "cancel", out)
@@ -424,7 +486,12 @@ class Kernel:
     def _on_stat(self, msg: Message, peer: Hashable, now: float, out: list[Action]) -> None:
         n = min(msg.count, MAX_STAT_LIST) if msg.count > 0 else 10
         listed = [_brief(j) for j in islice(self.running.values(), n)]
-        listed += [_brief(j) for j in islice(self.waiting.values(), n)]
+        for job in islice(self.waiting.values(), n):
+            brief = _brief(job)
+            why = self.why_waiting(job)
+            if why:
+                brief.note = why
+            listed.append(brief)
         reply = Message(Kind.STATUS, reply_to=msg.nonce, jobs=listed, counters=self.stat_counters())
         out.append(Reply(peer, reply))
 
@@ -442,7 +509,7 @@ class Kernel:
                 self._answer(item, Message(Kind.GOING_AWAY), out)
         self.idle.clear()
         for worker in self.workers.values():
-            worker.held = None
+            worker.ask = worker.beat = None
         self.waiters.clear()
         self._timers.clear()
         out.append(Stop())
@@ -452,15 +519,71 @@ class Kernel:
         told = 0
         for worker in list(self.workers.values()):
             worker.doomed = True
-            if worker.jobid:
-                self._requeue(worker, now, out)
-            if worker.held is not None:
+            self._requeue_all(worker, now, out)
+            if worker.ask is not None or worker.beat is not None:
                 self._exit(worker, None, b"", out)
                 told += 1
         self.idle.clear()
         text = f"told {told} waiting worker(s) to exit; busy ones exit at their next heartbeat"
         out.append(Reply(peer, Message(Kind.ACK, reply_to=msg.nonce, count=told, text=text)))
         self._dispatch(now, out)
+
+    def _on_drain(self, msg: Message, peer: Hashable, now: float, out: list[Action]) -> None:
+        self._drain_or_resume(msg, peer, now, out, drain=True)
+
+    def _on_resume(self, msg: Message, peer: Hashable, now: float, out: list[Action]) -> None:
+        self._drain_or_resume(msg, peer, now, out, drain=False)
+
+    def _drain_or_resume(
+        self, msg: Message, peer: Hashable, now: float, out: list[Action], drain: bool
+    ) -> None:
+        if msg.count == 1 and not msg.text:
+            names = sorted(self.workers) if drain else sorted(self.drained | set(self.workers))
+        elif msg.text in self.workers or msg.text in self.drained:
+            names = [msg.text]
+        else:
+            text = f"no worker named {msg.text!r} is known to this server"
+            out.append(Reply(peer, Message(Kind.NOT_KNOWN, reply_to=msg.nonce, text=text)))
+            return
+        changed = [n for n in names if (n in self.drained) != drain]
+        for name in changed:
+            if drain:
+                self.drained.add(name)
+            else:
+                self.drained.discard(name)
+            self._drain_changed[name] = 1 if drain else 0
+        verb = "drained" if drain else "resumed"
+        text = f"{verb} {len(changed)} worker(s)" + (f": {', '.join(changed)}" if changed else "")
+        if not drain:
+            self._dispatch(now, out)
+        out.append(
+            Reply(peer, Message(Kind.ACK, reply_to=msg.nonce, count=len(changed), text=text))
+        )
+
+    def _on_workers(self, msg: Message, peer: Hashable, now: float, out: list[Action]) -> None:
+        listed = []
+        for name in sorted(self.workers):
+            w = self.workers[name]
+            offer = w.offer if w.offer is not None else Capacity(cpus=0)
+            free = w.free if w.free is not None else Capacity(cpus=0)
+            drained = name in self.drained
+            if drained:
+                state = "draining" if w.runs else "drained"
+            else:
+                state = "busy" if w.runs else "idle"
+            listed.append(
+                {
+                    "name": name,
+                    "host": w.host,
+                    "state": state,
+                    "offer": offer.describe(),
+                    "free": free.describe(),
+                    "jobs": sorted(w.runs),
+                    "last_heard_sec_ago": round(max(0.0, now - w.last_heard), 3),
+                }
+            )
+        text = json.dumps({"workers": listed}, separators=(",", ":"))
+        out.append(Reply(peer, Message(Kind.WORKER_LIST, reply_to=msg.nonce, text=text)))
 
     _handlers = {
         Kind.SUBMIT: _on_submit,
@@ -473,52 +596,169 @@ class Kernel:
         Kind.STAT: _on_stat,
         Kind.SHUTDOWN: _on_shutdown,
         Kind.IMMOLATE: _on_immolate,
+        Kind.DRAIN: _on_drain,
+        Kind.RESUME: _on_resume,
+        Kind.WORKERS: _on_workers,
     }
 
-    # ----------------------------------------------------------------------------- decisions
+    # ----------------------------------------------------------------------------- matching
 
     def _dispatch(self, now: float, out: list[Action]) -> None:
-        """While a job and a worker both wait: oldest job to longest-waiting worker, now."""
-        waiting, idle = self.waiting, self.idle
-        while waiting and idle:
-            _, worker = idle.popitem(last=False)
-            _, job = waiting.popitem(last=False)
-            held, worker.held = worker.held, None
-            assert held is not None
-            held.answered = True
-            self._start(job, worker, held.peer, held.reply_to, now, out)
+        """Hand waiting jobs to asking workers, longest-asking first, while any fits."""
+        if not self.waiting or not self.idle:
+            return
+        reserved = self._reservation()
+        for worker in list(self.idle.values()):
+            if not self.waiting:
+                break
+            self._fill(worker, now, out, reserved)
 
-    def _start(
-        self, job: Job, worker: Worker, peer: Hashable, reply_to: bytes, now: float, out: list
+    def _reservation(self) -> tuple[str, Shape] | None:
+        """The worker that keeps room for the head of the queue, and the head's need, when the
+        head fits no asking worker's free capacity now (so that it is not starved)."""
+        if not self.waiting:
+            return None
+        for _, need, _head in self.waiting.heads():
+            if self.why_nowhere_shape(need) is not None:
+                continue  # fits no worker at all: it cannot hold the others back
+            best: Worker | None = None
+            for w in self.workers.values():
+                if w.offer is None or w.free is None or not fits(need, w.offer):
+                    continue
+                if w.ask is not None and fits(need, w.free) and w.workerid not in self.drained:
+                    return None  # it can start now: no reservation needed
+                if w.workerid in self.drained:
+                    continue
+                if best is None or _room(w.free) > _room(best.free):  # type: ignore[arg-type]
+                    best = w
+            return (best.workerid, need) if best is not None else None
+        return None
+
+    def _fill(
+        self, worker: Worker, now: float, out: list[Action], reserved: tuple[str, Shape] | None
     ) -> None:
-        """Hand `job` to `worker` as a new attempt, answering the worker's request `peer`."""
+        """Answer the worker's held REQUEST_WORK with every waiting job that fits it now."""
+        held = worker.ask
+        if (
+            held is None
+            or held.answered
+            or worker.free is None
+            or worker.offer is None
+            or not self.waiting
+            or worker.workerid in self.drained
+        ):
+            return
+        room = worker.free
+        if reserved is not None and reserved[0] == worker.workerid:
+            if fits(reserved[1], room):
+                reserved = None  # the head fits here now: it is first in line anyway
+            else:
+                room = minus(room, reserved[1])  # others may use only what it leaves
+        jobs: list[Job] = []
+        limit = held.max_jobs
+        while not limit or len(jobs) < limit:
+            job = self._first_fitting(room, worker)
+            if job is None:
+                break
+            self.waiting.pop(job.jobid)
+            if room is not worker.free:
+                take(job, room)  # keep the reduced view in step
+            self._start(job, worker, now, out)
+            jobs.append(job)
+        if jobs:
+            worker.ask = None
+            self.idle.pop(worker.workerid, None)
+            self._answer(held, self._job_message(jobs, held.reply_to), out)
+
+    def _first_fitting(self, room: Capacity, worker: Worker) -> Job | None:
+        """The best-ranked waiting job that fits `room` on this worker."""
+        for _, need, head in self.waiting.heads():
+            if fits(need, room) and (room is worker.free or fits(need, worker.free)):  # type: ignore[arg-type]
+                return head
+        return None
+
+    def _start(self, job: Job, worker: Worker, now: float, out: list[Action]) -> None:
+        """Make `job` a new attempt on `worker`, taking its part of the worker's capacity."""
         advance(job, "dispatch")
         job.attempt += 1
         job.workerid = worker.workerid
         job.workerhost = worker.host
         job.start_ns = int(now * _NS)
+        assert worker.free is not None
+        job.gpu_ids = take(job, worker.free)
         self.running[job.jobid] = job
-        worker.jobid, worker.attempt = job.jobid, job.attempt
-        msg = Message(Kind.JOB, reply_to=reply_to, jobid=job.jobid, attempt=job.attempt, jobs=[job])
-        out.append(Reply(peer, msg))
+        worker.runs[job.jobid] = job.attempt
         out.append(Save(job))
         if self._notify:
             out.append(Notify("started", job))
 
-    def _requeue(self, worker: Worker, now: float, out: list[Action], count: bool = True) -> None:
-        """The worker's job is not running any more (worker dead, idle, or immolated): put it at
-        the head of the queue for a new attempt."""
-        job = self.running.pop(worker.jobid, None)
-        worker.jobid = worker.attempt = 0
-        if job is None:  # ended meanwhile (cancelled)
+    def _job_message(self, jobs: list[Job], reply_to: bytes) -> Message:
+        first = jobs[0]
+        return Message(
+            Kind.JOB, reply_to=reply_to, jobid=first.jobid, attempt=first.attempt, jobs=jobs
+        )
+
+    def why_waiting(self, job: Job) -> str | None:
+        """Why a waiting job is not running: it fits no worker seen (None otherwise)."""
+        return self.why_nowhere_shape(shape(job))
+
+    def why_nowhere_shape(self, need: Shape) -> str | None:
+        cache = self._nowhere
+        if need not in cache:
+            cache[need] = why_nowhere(need, list(self.offers_seen.values()))
+        return cache[need]
+
+    def _set_offer(self, worker: Worker, offer: Job | None) -> None:
+        """The worker told us what it has (or is a plain worker of one cpu)."""
+        capacity = offer_of(offer)
+        if offer is not None and offer.workerid:
+            worker.token = offer.workerid
+        if worker.offer == capacity and worker.free is not None:
             return
+        worker.offer = capacity
+        runs = [self.running[j] for j in worker.runs if j in self.running]
+        worker.free = free_after(capacity, runs)
+        if self.offers_seen.get(worker.workerid) != capacity:
+            self.offers_seen[worker.workerid] = capacity
+            self._nowhere.clear()
+
+    # ----------------------------------------------------------------------------- runs
+
+    def _release_run(self, worker: Worker, job: Job) -> None:
+        """A run of the worker ended (or was taken back): its capacity is free again."""
+        if worker.runs.pop(job.jobid, None) is not None and worker.free is not None:
+            assert worker.offer is not None
+            give_back(job, worker.free, worker.offer)
+
+    def _requeue_run(
+        self, worker: Worker, jobid: int, out: list[Action], count: bool = True
+    ) -> None:
+        """A run is not going on any more (worker dead, gone or immolated): its job goes to the
+        head of its priority for a new attempt."""
+        job = self.running.pop(jobid, None)
+        if job is None:  # ended meanwhile (cancelled)
+            worker.runs.pop(jobid, None)
+            return
+        self._release_run(worker, job)
         advance(job, "requeue")
         job.workerid = ""
+        job.gpu_ids = ""
         if count:
             self.counters.requeued += 1
-        self.waiting[job.jobid] = job
-        self.waiting.move_to_end(job.jobid, last=False)
+        self.waiting.push_front(job)
         out.append(Save(job))
+
+    def _requeue_all(self, worker: Worker, now: float, out: list[Action]) -> None:
+        for jobid in sorted(worker.runs, reverse=True):  # so the oldest ends up first
+            self._requeue_run(worker, jobid, out)
+
+    def _kill_runs(self, worker: Worker, jobs: list[Job], out: list[Action]) -> None:
+        """Tell the worker to kill these runs now, on its held heartbeat (else at its next)."""
+        held = worker.beat
+        if held is not None and not held.answered:
+            kill = [Job(jobid=j.jobid, attempt=j.attempt) for j in jobs]
+            self._answer(held, Message(Kind.KILL, jobid=kill[0].jobid, jobs=kill), out)
+            worker.beat = None
 
     def _end(self, job: Job, event: str, out: list[Action]) -> None:
         """Record the job's end, exactly once, and answer everyone waiting for it."""
@@ -536,16 +776,17 @@ class Kernel:
         for held in self.waiters.pop(job.jobid, ()):
             self._answer(held, Message(Kind.FINISHED, jobid=job.jobid, jobs=[_brief(job)]), out)
 
+    # ----------------------------------------------------------------------------- liveness
+
     def _check_alive(self, worker: Worker, now: float, out: list[Action]) -> None:
-        """A liveness timer fired: requeue a silent busy worker's job; forget silent workers."""
+        """A liveness timer fired: requeue a silent worker's runs and forget it."""
         worker.check_at = _NEVER
         if self.workers.get(worker.workerid) is not worker:
             return
         if self._silent_for(worker, now) < self._silence:
             self._watch(worker, now)
             return
-        if worker.jobid:
-            self._requeue(worker, now, out)
+        self._requeue_all(worker, now, out)
         self._forget(worker)
         self._dispatch(now, out)
 
@@ -554,15 +795,14 @@ class Kernel:
         return now - worker.last_heard - (self.deaf - worker.deaf_at)
 
     def _forget(self, worker: Worker) -> None:
-        """Drop a dead or vanished worker (its job, if any, already requeued)."""
-        if worker.held is not None:
-            worker.held.answered = True  # nobody is listening any more
-            worker.held = None
+        """Drop a dead or vanished worker (its runs, if any, already requeued)."""
+        for held in (worker.ask, worker.beat):
+            if held is not None:
+                held.answered = True  # nobody is listening any more
+        worker.ask = worker.beat = None
         self.idle.pop(worker.workerid, None)
         if self.workers.get(worker.workerid) is worker:
             del self.workers[worker.workerid]
-
-    # ----------------------------------------------------------------------------- helpers
 
     def _worker(self, workerid: str, host: str, now: float) -> Worker:
         worker = self.workers.get(workerid)
@@ -582,6 +822,8 @@ class Kernel:
             worker.check_at = at = worker.last_heard + excused + self._silence
             heapq.heappush(self._timers, (at, next(self._seq), worker))
 
+    # ----------------------------------------------------------------------------- holds
+
     def _hold(self, peer: Hashable, msg: Message, kind: Kind, now: float) -> Held:
         wait = min(msg.wait_ms / 1000, self._hold_cap) if msg.wait_ms > 0 else 0.0
         held = Held(peer, msg.nonce, kind, now + wait)
@@ -597,11 +839,14 @@ class Kernel:
         """A hold's time is up: tell the asker to ask again."""
         if held.kind != Kind.WAIT:
             worker = self.workers.get(held.workerid)
-            if worker is not None and worker.held is held:
-                worker.held = None
-                self.idle.pop(held.workerid, None)
+            if worker is not None:
+                if worker.ask is held:
+                    worker.ask = None
+                    self.idle.pop(held.workerid, None)
+                elif worker.beat is held:
+                    worker.beat = None
             reply = Kind.NOTHING_YET if held.kind == Kind.REQUEST_WORK else Kind.ALIVE
-            self._answer(held, Message(reply, jobid=held.jobid), out)
+            self._answer(held, Message(reply), out)
         else:
             waiters = self.waiters.get(held.jobid)
             if waiters is not None:
@@ -610,29 +855,33 @@ class Kernel:
                     del self.waiters[held.jobid]
             self._answer(held, Message(Kind.NOTHING_YET, jobid=held.jobid), out)
 
-    def _release_hold(
-        self, worker: Worker, out: list[Action], kind: Kind = Kind.NOTHING_YET
+    def _release(
+        self, worker: Worker, which: str, out: list[Action], kind: Kind = Kind.NOTHING_YET
     ) -> None:
-        """A worker asked anew: answer its previous held request, if any."""
-        held = worker.held
+        """The worker asked anew (or needs no hold): answer its previous hold of that sort."""
+        held = getattr(worker, which)
         if held is not None:
-            worker.held = None
-            self.idle.pop(worker.workerid, None)
+            setattr(worker, which, None)
+            if which == "ask":
+                self.idle.pop(worker.workerid, None)
             if not held.answered:
-                self._answer(held, Message(kind), out)
+                reply = kind if which == "ask" or kind == Kind.ACK else Kind.ALIVE
+                self._answer(held, Message(reply), out)
 
     def _exit(
         self, worker: Worker, peer: Hashable | None, reply_to: bytes, out: list[Action]
     ) -> None:
-        """Tell an immolated worker to exit (on its held request, or on this one) and forget it."""
-        if worker.held is not None:
-            if not worker.held.answered:
-                self._answer(worker.held, Message(Kind.EXIT), out)
-            worker.held = None
+        """Tell an immolated worker to exit (on its held requests, or on this one); forget it."""
+        for held in (worker.ask, worker.beat):
+            if held is not None and not held.answered:
+                self._answer(held, Message(Kind.EXIT), out)
+        worker.ask = worker.beat = None
         if peer is not None:
             out.append(Reply(peer, Message(Kind.EXIT, reply_to=reply_to)))
         self.idle.pop(worker.workerid, None)
         self.workers.pop(worker.workerid, None)
+
+    # ----------------------------------------------------------------------------- helpers
 
     def _current_run(self, msg: Message, worker: Worker) -> Job | None:
         """The running job this message reports on, if it is about the current attempt."""
@@ -713,6 +962,11 @@ class Kernel:
         }
         counters.update(c.drops)
         return counters
+
+
+def _room(free: Capacity) -> tuple[int, int, int]:
+    """How much a worker has free, to pick the one that can soonest run a big job."""
+    return (len(free.gpus), free.cpus, free.mem)
 
 
 def _brief(job: Job) -> Job:

@@ -9,11 +9,14 @@ Rules (each refusal is one line of text; None means the input may pass):
   and text a process can be given: no NUL byte, no string longer than MAX_TEXT, and nothing
   that is not bytes in the operating system's encoding (lone surrogates outside the
   surrogateescape range U+DC80..U+DCFF cannot be turned back into bytes for exec).
+- What a job asks for is in range: 1 to MAX_AMOUNT cpus, 0 to MAX_AMOUNT GPUs and of each named
+  counter, memory 0 to 2^62 bytes, a priority that fits 32 bits; counter names are short words
+  (no "=", no NUL). A worker's offer (REQUEST_WORK) obeys the same, with its GPU ids as text.
 """
 
 from __future__ import annotations
 
-from goq_core.limits import MAX_HOLD_MS, MAX_JOBS_PER_SUBMIT, MAX_TEXT
+from goq_core.limits import MAX_AMOUNT, MAX_HOLD_MS, MAX_JOBS_PER_SUBMIT, MAX_TEXT
 from goq_core.messages import Job, Kind, Message
 
 _FROM_WORKERS = frozenset({Kind.REQUEST_WORK, Kind.HEARTBEAT, Kind.OUTPUT, Kind.RESULT})
@@ -48,6 +51,35 @@ def job_problem(job: Job) -> str | None:
         why = text_problem(s)
         if why is not None:
             return f"an argument holds {why}"
+    return amounts_problem(job)
+
+
+def amounts_problem(job: Job) -> str | None:
+    """Why what a job asks for (or a worker offers) is out of range, or None."""
+    if not 1 <= job.cpus <= MAX_AMOUNT:
+        return f"cpus={job.cpus} (1 to {MAX_AMOUNT})"
+    if not 0 <= job.gpus <= MAX_AMOUNT:
+        return f"gpus={job.gpus} (0 to {MAX_AMOUNT})"
+    if not 0 <= job.mem <= 1 << 62:
+        return f"mem={job.mem} bytes (0 to 2^62)"
+    if not -(1 << 31) <= job.priority < 1 << 31:
+        return f"priority {job.priority} (a 32-bit integer)"
+    for name, amount in job.resources.items():
+        if not name or len(name) > 100 or "=" in name or "\x00" in name or "," in name:
+            return f"resource name {name[:40]!r} (a short word without '=' or ',')"
+        if not 0 <= amount <= MAX_AMOUNT:
+            return f"{name}={amount} (0 to {MAX_AMOUNT})"
+    return None
+
+
+def offer_problem(offer: Job) -> str | None:
+    """Why a worker's offer cannot be used, or None."""
+    why = amounts_problem(offer)
+    if why is not None:
+        return f"the worker offers {why}"
+    ids = offer.gpu_ids.split(",") if offer.gpu_ids else []
+    if any(not g or len(g) > 128 or "\x00" in g for g in ids) or len(set(ids)) != len(ids):
+        return f"the worker offers GPU ids {offer.gpu_ids[:60]!r} (distinct, comma-separated)"
     return None
 
 
@@ -70,6 +102,8 @@ def request_problem(msg: Message) -> str | None:
     if kind in _FROM_WORKERS:
         if not msg.workerid or "\x00" in msg.workerid or len(msg.workerid) > 1024:
             return "a worker request without a usable worker id"
+        if kind == Kind.REQUEST_WORK and msg.jobs and msg.jobs[0].jobid == 0:
+            return offer_problem(msg.jobs[0])
     elif kind == Kind.SUBMIT:
         n = len(msg.jobs)
         if n == 0:

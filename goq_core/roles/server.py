@@ -347,7 +347,8 @@ class Server:
             elif isinstance(a, Remember):
                 nonces.append((a.nonce, a.sendtime_ns))
             elif isinstance(a, Reply) and a.msg.kind == Kind.JOB and not self._reply(a.peer, a.msg):
-                actions += kernel.undelivered(a.msg.jobid, a.msg.attempt, time.time())
+                for job in a.msg.jobs:
+                    actions += kernel.undelivered(job.jobid, job.attempt, time.time())
         noted: list[bool] = []
         if len(writes) == 1:
             noted = [self._write_output(writes[0])]
