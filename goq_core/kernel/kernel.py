@@ -154,6 +154,7 @@ class Kernel:
         self._drain_changed: dict[str, int] = {}  # drained/NAME counters to save (1 or 0)
         self.offers_seen: dict[str, Capacity] = {}  # every worker's offer since start
         self._nowhere: dict[Shape, str | None] = {}  # shape -> why it fits no worker (cache)
+        self._reservation: tuple[int, str] | None = None  # (head jobid, worker keeping room)
         self.counters = Counters()
         self.replay = ReplayGuard(self.config.skew_sec, self.config.max_nonces)
         self.stopping = False
@@ -385,7 +386,7 @@ class Kernel:
         held.max_jobs = msg.count
         worker.ask = held
         self.idle[worker.workerid] = worker
-        self._fill(worker, now, out, self._reservation())
+        self._fill(worker, now, out)
 
     def _on_heartbeat(self, msg: Message, peer: Hashable, now: float, out: list[Action]) -> None:
         worker = self._worker(msg.workerid, msg.host, now)
@@ -451,7 +452,7 @@ class Kernel:
             self._on_request_work(msg, peer, now, out)
         else:
             out.append(Reply(peer, Message(Kind.ACK, reply_to=msg.nonce)))
-            self._fill(worker, now, out, self._reservation())
+            self._fill(worker, now, out)
 
     def _on_cancel(self, msg: Message, peer: Hashable, now: float, out: list[Action]) -> None:
         jobid = msg.jobid
@@ -468,7 +469,7 @@ class Kernel:
             if worker is not None and jobid in worker.runs:
                 self._release_run(worker, job)
                 self._kill_runs(worker, [job], out)
-                self._fill(worker, now, out, self._reservation())
+                self._fill(worker, now, out)
             text = f"cancelled running job {jobid}; its worker is killing it"
         job.end_ns = int(now * _NS)
         self._end(job, "cancel", out)
@@ -607,37 +608,40 @@ class Kernel:
         """Hand waiting jobs to asking workers, longest-asking first, while any fits."""
         if not self.waiting or not self.idle:
             return
-        reserved = self._reservation()
         for worker in list(self.idle.values()):
             if not self.waiting:
                 break
-            self._fill(worker, now, out, reserved)
+            self._fill(worker, now, out)
 
-    def _reservation(self) -> tuple[str, Shape] | None:
-        """The worker that keeps room for the head of the queue, and the head's need, when the
-        head fits no asking worker's free capacity now (so that it is not starved)."""
-        if not self.waiting:
-            return None
-        for _, need, _head in self.waiting.heads():
-            if self.why_nowhere_shape(need) is not None:
-                continue  # fits no worker at all: it cannot hold the others back
-            best: Worker | None = None
-            for w in self.workers.values():
-                if w.offer is None or w.free is None or not fits(need, w.offer):
-                    continue
-                if w.ask is not None and fits(need, w.free) and w.workerid not in self.drained:
-                    return None  # it can start now: no reservation needed
-                if w.workerid in self.drained:
-                    continue
-                if best is None or _room(w.free) > _room(best.free):  # type: ignore[arg-type]
-                    best = w
-            return (best.workerid, need) if best is not None else None
+    def _head(self) -> tuple[Job, Shape] | None:
+        """The first waiting job in queue order that fits some worker ever seen (a job that
+        fits none cannot hold the others back), with its need."""
+        for _, need, head in self.waiting.heads():
+            if self.why_nowhere_shape(need) is None:
+                return head, need
         return None
 
-    def _fill(
-        self, worker: Worker, now: float, out: list[Action], reserved: tuple[str, Shape] | None
-    ) -> None:
-        """Answer the worker's held REQUEST_WORK with every waiting job that fits it now."""
+    def _reserved_for(self, head: Job, need: Shape) -> str | None:
+        """The worker that keeps room for `head` (which fits no asking worker's free capacity
+        now), so that it is not starved: kept while it stays a worker that can run it, else
+        the one with the most room among those whose offer fits it."""
+        kept = self._reservation
+        if kept is not None and kept[0] == head.jobid:
+            w = self.workers.get(kept[1])
+            if w is not None and w.offer is not None and w.workerid not in self.drained:
+                return w.workerid
+        best: Worker | None = None
+        for w in self.workers.values():
+            if w.offer is None or w.free is None or w.workerid in self.drained:
+                continue
+            if fits(need, w.offer) and (best is None or _room(w.free) > _room(best.free)):  # type: ignore[arg-type]
+                best = w
+        self._reservation = (head.jobid, best.workerid) if best is not None else None
+        return best.workerid if best is not None else None
+
+    def _fill(self, worker: Worker, now: float, out: list[Action]) -> None:
+        """Answer the worker's held REQUEST_WORK with every waiting job that fits it now; the
+        worker that keeps room for the head of the queue gives others only what it leaves."""
         held = worker.ask
         if (
             held is None
@@ -649,11 +653,13 @@ class Kernel:
         ):
             return
         room = worker.free
-        if reserved is not None and reserved[0] == worker.workerid:
-            if fits(reserved[1], room):
-                reserved = None  # the head fits here now: it is first in line anyway
-            else:
-                room = minus(room, reserved[1])  # others may use only what it leaves
+        first = self._head()
+        if (
+            first is not None
+            and not fits(first[1], room)
+            and self._reserved_for(*first) == worker.workerid
+        ):
+            room = minus(room, first[1])  # others may use only what the head leaves
         jobs: list[Job] = []
         limit = held.max_jobs
         while not limit or len(jobs) < limit:
