@@ -2,7 +2,9 @@
 for the sqlite store (default) or the memory one, in a fresh temporary directory.
 
 Prints JSON. Targets: one-job save ~100 us or less; >= 50,000 jobs/s upserted in batches of
-10,000; load of 1,000,000 waiting jobs in a few seconds.
+10,000; load of 1,000,000 waiting jobs in a few seconds. `--requests` gives every job a resource
+request (cpus, gpus, a named resource, a priority) instead of the defaults (one cpu, nothing
+else), which the sqlite store reads separately.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from goq_core.stores.memory import MemoryStoreFactory
 from goq_core.stores.sqlite import SqliteStore
 
 
-def make_jobs(first: int, n: int, env: list[str]) -> list[Job]:
+def make_jobs(first: int, n: int, env: list[str], requests: bool = False) -> list[Job]:
+    asks = {"cpus": 2, "gpus": 1, "resources": {"license": 1}, "priority": 5} if requests else {}
     return [
         Job(
             jobid=first + i,
@@ -34,6 +37,7 @@ def make_jobs(first: int, n: int, env: list[str]) -> list[Job]:
             user="alice",
             state=JobState.WAITING,
             submit_ns=time.time_ns(),
+            **asks,
         )
         for i in range(n)
     ]
@@ -46,9 +50,18 @@ def opener(kind: str, path: str, sync: str) -> Callable[[], Store]:
     return lambda: factory(path, True)
 
 
-def run(kind: str, sync: str, singles: int, batch: int, batches: int, load_n: int) -> dict:
+def run(
+    kind: str,
+    sync: str,
+    singles: int,
+    batch: int,
+    batches: int,
+    load_n: int,
+    requests: bool = False,
+) -> dict:
     env = [f"VAR{i}=value-{i}-" + "x" * 30 for i in range(40)]  # a typical shell's 40 vars
     out: dict[str, object] = {"store": kind, "synchronous": sync if kind == "sqlite" else None}
+    out["requests"] = requests
     with tempfile.TemporaryDirectory() as tmp:
         open_store = opener(kind, tmp, sync)
         store = open_store()
@@ -57,7 +70,7 @@ def run(kind: str, sync: str, singles: int, batch: int, batches: int, load_n: in
 
         # single-job saves: a job submitted, then started, as the server does one at a time
         lat = []
-        for job in make_jobs(next_id, singles, env):
+        for job in make_jobs(next_id, singles, env, requests):
             counters["nextJobId"] = job.jobid + 1
             t0 = time.perf_counter()
             store.save([job], counters)
@@ -70,7 +83,7 @@ def run(kind: str, sync: str, singles: int, batch: int, batches: int, load_n: in
         # batches of new jobs, then the same jobs updated (started) in batches
         rates = []
         for _ in range(batches):
-            jobs = make_jobs(next_id, batch, env)
+            jobs = make_jobs(next_id, batch, env, requests)
             next_id += batch
             counters["nextJobId"] = next_id
             t0 = time.perf_counter()
@@ -87,7 +100,7 @@ def run(kind: str, sync: str, singles: int, batch: int, batches: int, load_n: in
         # fill up to load_n waiting jobs, then time a load in a freshly opened store
         while next_id <= load_n:
             n = min(50_000, load_n - next_id + 1)
-            store.save(make_jobs(next_id, n, env), {"nextJobId": next_id + n})
+            store.save(make_jobs(next_id, n, env, requests), {"nextJobId": next_id + n})
             next_id += n
         store.close()
         store = open_store()
@@ -111,8 +124,10 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=10_000)
     ap.add_argument("--batches", type=int, default=5)
     ap.add_argument("--load", type=int, default=100_000, help="waiting jobs to load")
+    ap.add_argument("--requests", action="store_true", help="jobs ask for cpus, gpus...")
     a = ap.parse_args()
-    print(json.dumps(run(a.store, a.sync, a.singles, a.batch, a.batches, a.load), indent=1))
+    out = run(a.store, a.sync, a.singles, a.batch, a.batches, a.load, a.requests)
+    print(json.dumps(out, indent=1))
 
 
 if __name__ == "__main__":

@@ -2,13 +2,14 @@
 this module. pycapnp is imported and the schema loaded only when a codec is made.
 
 Hostile input is bounded by a traversal limit in proportion to the frame's size and a check
-that lists of jobs and counters are no longer than honest elements could fill; every pycapnp
-failure comes out as CodecError.
+that lists of jobs, counters and (all jobs' together) resources are no longer than honest
+elements could fill; every pycapnp failure comes out as CodecError.
 
 Every str travels losslessly, lone surrogates included (what Python makes of undecodable bytes
 in argv, environments and paths): as capnp Data holding `s.encode("utf-8", "surrogatepass")`,
 not as Text, which must be valid UTF-8. Decoding takes exactly that form back and refuses other
-bytes (invalid UTF-8) with CodecError, as the raw codec does.
+bytes (invalid UTF-8) with CodecError, as the raw codec does. A job's resources travel as a
+list of Counter (name, value) pairs; a repeated name is a CodecError, as in the raw codec.
 """
 
 from __future__ import annotations
@@ -159,6 +160,23 @@ def _build_job(b: Any, job: Job) -> None:
         b.outBytes = job.out_bytes
     if job.note:
         b.note = job.note.encode(_UTF8, _SURR)
+    if job.cpus != 1:  # the schema's default
+        b.cpus = job.cpus
+    if job.mem:
+        b.mem = job.mem
+    if job.gpus:
+        b.gpus = job.gpus
+    resources = job.resources
+    if resources:
+        built = b.init("resources", len(resources))
+        for i, (name, value) in enumerate(resources.items()):
+            c = built[i]
+            c.name = name.encode(_UTF8, _SURR)
+            c.value = value
+    if job.priority:
+        b.priority = job.priority
+    if job.gpu_ids:
+        b.gpuIds = job.gpu_ids.encode(_UTF8, _SURR)
 
 
 def _struct_words(struct_module: Any) -> int:
@@ -177,10 +195,16 @@ def _read(r: Any, words: int, job_words: int, counter_words: int) -> Message:
     if len(jobs) * job_words > words or len(counters_r) * counter_words > words:
         raise CodecError("capnp list longer than the message could hold")
     # each pointer is read once: see decode
-    pairs = [(c.name.decode(_UTF8, _SURR), c.value) for c in counters_r]
-    counters = dict(pairs)
-    if len(counters) != len(pairs):
-        raise CodecError("capnp message repeats a counter name")
+    counters = _named(counters_r, "counter")
+    # every job's resources together: each job may hold a list as long as the message allows
+    budget = words
+    out_jobs = []
+    for j in jobs:
+        resources_r = j.resources
+        budget -= len(resources_r) * counter_words
+        if budget < 0:
+            raise CodecError("capnp list longer than the message could hold")
+        out_jobs.append(_read_job(j, resources_r))
     return Message(
         kind=kind,
         nonce=bytes(r.nonce),
@@ -195,12 +219,21 @@ def _read(r: Any, words: int, job_words: int, counter_words: int) -> Message:
         offset=r.offset,
         data=bytes(r.data),
         text=r.text.decode(_UTF8, _SURR),
-        jobs=[_read_job(j) for j in jobs],
+        jobs=out_jobs,
         counters=counters,
     )
 
 
-def _read_job(j: Any) -> Job:
+def _named(items: Any, what: str) -> dict[str, int]:
+    """A dict from a list of Counter; CodecError if a name repeats."""
+    pairs = [(c.name.decode(_UTF8, _SURR), c.value) for c in items]
+    named = dict(pairs)
+    if len(named) != len(pairs):
+        raise CodecError(f"capnp message repeats a {what} name")
+    return named
+
+
+def _read_job(j: Any, resources_r: Any) -> Job:
     state = _STATES.get(j.state)
     if state is None:
         raise CodecError(f"unknown job state {j.state}")
@@ -224,6 +257,12 @@ def _read_job(j: Any) -> Job:
         end_ns=j.endNs,
         out_bytes=j.outBytes,
         note=j.note.decode(_UTF8, _SURR),
+        cpus=j.cpus,
+        mem=j.mem,
+        gpus=j.gpus,
+        resources=_named(resources_r, "resource") if len(resources_r) else {},
+        priority=j.priority,
+        gpu_ids=j.gpuIds.decode(_UTF8, _SURR),
     )
 
 

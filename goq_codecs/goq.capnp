@@ -29,9 +29,16 @@ struct Job {
   endNs @16 :Int64;
   outBytes @17 :Int64;
   note @18 :Data;          # what the server says about the record (e.g. where output went)
+  # what the job asks for (on a worker's offer: what the worker has)
+  cpus @19 :Int64 = 1;
+  mem @20 :Int64;          # bytes
+  gpus @21 :Int64;
+  resources @22 :List(Counter);  # named counters: name (str, as above) and value
+  priority @23 :Int64;     # higher runs first
+  gpuIds @24 :Data;        # the GPUs given to this run, comma-separated
 }
 
-struct Counter {
+struct Counter {           # a counter of Message, or a named resource of Job
   name @0 :Data;
   value @1 :Int64;
 }

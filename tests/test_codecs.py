@@ -52,6 +52,12 @@ jobs = st.builds(
     end_ns=INT64,
     out_bytes=INT64,
     note=TEXT,
+    cpus=INT64,
+    mem=INT64,
+    gpus=INT64,
+    resources=st.dictionaries(TEXT, INT64, max_size=4),
+    priority=INT64,
+    gpu_ids=TEXT,
 )
 messages = st.builds(
     Message,
@@ -103,7 +109,8 @@ def every_field_set() -> Message:
     job = Job(jobid=-1, cmd="c", args=["a", ""], shell=True, dir="d", env=["E=1"], host="h",
               user="u", state=JobState.CANCELLED, attempt=3, workerid="w", workerhost="wh",
               pid=99, exit_status=-9, submit_ns=1, start_ns=2, end_ns=3, out_bytes=4,
-              note="n")  # fmt: skip
+              note="n", cpus=0, mem=2**40, gpus=2, resources={"lic": 1, "a=b": -(2**63)},
+              priority=-5, gpu_ids="0,2")  # fmt: skip
     msg = Message(Kind.STATUS, nonce=b"\x00\x01", sendtime_ns=5, reply_to=b"\xff", workerid="w",
                   host="h", jobid=6, attempt=7, count=8, wait_ms=9, offset=10, data=b"d",
                   text="t", jobs=[job, Job()], counters={"a": 1, "b": -(2**63)})  # fmt: skip
@@ -291,6 +298,39 @@ def test_raw_header_claiming_huge_counts_is_refused_without_allocating() -> None
         RawCodec().decode(bytes(data))
 
 
+def test_resources_and_the_cpus_default_survive(codec) -> None:
+    odd = "x\x00=\ud800"  # NUL, "=" and a lone surrogate in a resource name
+    for job in (Job(), Job(cpus=0), Job(cpus=2**63 - 1, resources={odd: 0, "": 1, "g": -1})):
+        back = codec.decode(codec.encode(Message(Kind.JOB, jobs=[job])))
+        assert back.jobs == [job]
+    assert codec.decode(codec.encode(Message(Kind.JOB, jobs=[Job()]))).jobs[0].cpus == 1
+
+
+def raw_with_resource_strings(replace: dict[str, str]) -> bytes:
+    """A raw JOB message whose resource strings ("NAME=N") are edited in its blob."""
+    job = Job(cmd="c", resources={"aa": 1, "bb": 2})
+    data = RawCodec().encode(Message(Kind.JOB, jobs=[job]))
+    lblob = struct.unpack_from("<I", data, 27)[0]
+    head, blob = data[: len(data) - lblob], data[len(data) - lblob :]
+    for old, new in replace.items():
+        assert blob.count(old.encode()) == 1
+        blob = blob.replace(old.encode(), new.encode())
+    head = bytearray(head)
+    struct.pack_into("<I", head, 27, len(blob))
+    return bytes(head) + blob
+
+
+@pytest.mark.parametrize(
+    "replace",
+    [{"aa=1": "x"}, {"aa=1": "a=1x"}, {"bb=2": "aa=2"}, {"aa=1": "a="}, {"aa=1": "a=-"},
+     {"aa=1": "a=1.5"}, {"aa=1": "a=\u0661"}, {"aa=1": "a=--1"}],
+)  # fmt: skip
+def test_raw_malformed_resource_is_a_codec_error(replace: dict[str, str]) -> None:
+    assert RawCodec().decode(raw_with_resource_strings({})).jobs[0].resources == {"aa": 1, "bb": 2}
+    with pytest.raises(CodecError):
+        RawCodec().decode(raw_with_resource_strings(replace))
+
+
 def test_raw_trailing_bytes_are_a_codec_error() -> None:
     with pytest.raises(CodecError):
         RawCodec().decode(RawCodec().encode(Message(Kind.ACK)) + b"\x00")
@@ -326,6 +366,35 @@ def test_capnp_invalid_utf8_in_a_string_field_is_a_codec_error(schema, where: st
             job.env = [b"A=1", bad]
     with pytest.raises(CodecError):
         CapnpCodec(schema).decode(m.to_bytes())
+
+
+def test_capnp_repeated_resource_name_is_a_codec_error(schema) -> None:
+    m = schema.Message.new_message()
+    m.kind = int(Kind.JOB)
+    job = m.init("jobs", 1)[0]
+    resources = job.init("resources", 2)
+    for r in resources:
+        r.name = b"lic"
+        r.value = 1
+    with pytest.raises(CodecError, match="repeats a resource"):
+        CapnpCodec(schema).decode(m.to_bytes())
+
+
+def test_capnp_long_resource_lists_are_refused(schema) -> None:
+    """Resource lists count against the message's size, all jobs' together."""
+    m = schema.Message.new_message()
+    m.kind = int(Kind.JOB)
+    jobs = m.init("jobs", 2)
+    for job in jobs:
+        resources = job.init("resources", 50)
+        for i, r in enumerate(resources):
+            r.name = b"r%d" % i
+    honest = m.to_bytes()
+    assert len(CapnpCodec(schema).decode(honest).jobs[1].resources) == 50
+    codec = CapnpCodec(schema)
+    codec._list_words = (codec._list_words[0], len(honest) // 8 // 80)  # 100 fit, not 80 each
+    with pytest.raises(CodecError, match="longer than the message"):
+        codec.decode(honest)
 
 
 def hostile_capnp_zero_sized_jobs(count: int) -> bytes:

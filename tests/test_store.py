@@ -34,7 +34,9 @@ from goq_core.stores.sqlite import (
     SCHEMA_VERSION,
     SqliteStore,
     decode_args,
+    decode_resources,
     encode_args,
+    encode_resources,
     open_sqlite_store,
 )
 
@@ -91,10 +93,21 @@ def full_job() -> Job:
         end_ns=1_700_000_002_000_000_000,
         out_bytes=2**40,
         note="output went to $GOQ_HOME/o/out.42 instead",
+        cpus=8,
+        mem=64 * 2**30,
+        gpus=2,
+        resources={"license": 1, "a=b": 2**63 - 1, "": 0, "sep\x1f": 3},
+        priority=-7,
+        gpu_ids="0,3",
     )
 
 
 # ------------------------------------------------------------------------------ both stores
+
+
+def test_full_job_sets_every_field_away_from_its_default() -> None:
+    job, default = full_job(), Job()
+    assert [k for k, v in asdict(job).items() if v == asdict(default)[k]] == []
 
 
 def test_saved_job_loads_back_with_every_field(open_store: Opener) -> None:
@@ -194,6 +207,74 @@ def test_store_keeps_its_own_copy_of_saved_jobs(open_store: Opener) -> None:
     assert loaded.args == ["1"] and loaded.env == ENV
     loaded.args.append("mutated")  # nor do changes to a loaded job reach the record
     assert store.get_job(1).args == ["1"]
+
+
+def test_resource_requests_round_trip(open_store: Opener) -> None:
+    """The v3 fields: defaults, extremes, and resource names of any text."""
+    jobs = [
+        waiting(1),
+        waiting(2, cpus=2**31, mem=2**63 - 1, gpus=0, priority=-(2**63), gpu_ids=""),
+        waiting(3, resources={"x": 0, "=": 1, "a==": 2, "[": 3, "\x00": 4}, gpu_ids="7"),
+        waiting(4, resources={"\x1f": 1}, priority=2**63 - 1),  # the separator: JSON form
+        waiting(5, resources={"caf\udce9": 1}, gpu_ids="\ud800"),  # lone surrogates: escaped
+    ]
+    open_store().save(jobs, {})
+    store = open_store()
+    assert [asdict(j) for j in store.load().jobs] == [asdict(j) for j in jobs]
+    assert [asdict(store.get_job(j.jobid)) for j in jobs] == [asdict(j) for j in jobs]
+    assert store.load().jobs[0].cpus == 1 and store.load().jobs[0].resources == {}
+
+
+def test_sqlite_fast_load_reads_requests_by_their_index(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only the jobs that ask for more than the defaults have their requests read (through the
+    jobs_asking index), escaped ones included, and the fast loader does it alone."""
+    jobs = [
+        waiting(1),
+        waiting(2, cpus=4, resources={"lic": 2}),
+        waiting(3, priority=-1),
+        waiting(4, cmd="caf\udce9"),  # escaped, default request
+        waiting(5, cmd="caf\udce9", resources={"\ud800": 1}, gpu_ids="\udc80", gpus=1),
+        waiting(6, state=JobState.FINISHED, cpus=3),
+    ]
+    store = SqliteStore(str(tmp_path), create=True)
+    store.save(jobs, {})
+    store.close()
+    store = SqliteStore(str(tmp_path), create=False)
+    monkeypatch.setattr(store, "_load_careful", None)  # a call would fail
+    assert [asdict(j) for j in store.load().jobs] == [asdict(j) for j in jobs[:5]]
+    requests = store._live_requests(store._db)
+    assert sorted(requests) == [2, 3, 5]
+    assert requests[2] == (4, 0, 0, {"lic": 2}, 0, "")
+    store.save([waiting(7, cpus=4, resources={"lic": 2}), waiting(8, cpus=4)], {})
+    requests = store._live_requests(store._db)
+    assert requests[7] is requests[2] and requests[8] != requests[2]  # one per distinct request
+    loaded = store.load().jobs
+    assert (
+        loaded[1].resources == loaded[5].resources
+        and loaded[1].resources is not loaded[5].resources
+    )
+    traced: list[str] = []
+    store._db.set_trace_callback(traced.append)
+    store._live_requests(store._db)
+    store._db.set_trace_callback(None)
+    (query,) = traced
+    plan = store._db.execute("EXPLAIN QUERY PLAN " + query).fetchall()
+    assert "COVERING INDEX jobs_asking" in str(plan)
+    store.close()
+
+
+def test_store_keeps_its_own_copy_of_resources(open_store: Opener) -> None:
+    store = open_store()
+    job = waiting(1, resources={"lic": 1})
+    store.save([job], {})
+    job.resources["later"] = 2
+    loaded = store.load().jobs[0]
+    assert loaded.resources == {"lic": 1}
+    loaded.resources["mutated"] = 3
+    assert store.get_job(1).resources == {"lic": 1}
+    assert store.load().jobs[0].resources == {"lic": 1}
 
 
 def test_get_job_gives_a_private_env_list(open_store: Opener) -> None:
@@ -397,6 +478,18 @@ def test_default_sync_mode_is_normal(tmp_path: Path) -> None:
     store.close()
 
 
+def test_resources_encoding_is_lossless_and_strict() -> None:
+    for resources in ({}, {"a": 1}, {"a=b": 0, "": 2**63 - 1}, {"\x1f": 1, "x": 2}):
+        assert decode_resources(encode_resources(resources)) == resources
+    assert encode_resources({}) == "" and encode_resources({"gpu": 2}) == "\x1fgpu=2"
+    for bad in ("x", "\x1fx", "\x1fa=1x", "\x1fa=-1", "\x1fa=", "\x1fa=1\x1fa=2",
+                "\x1fa=\u0661", "\x1fa=99999999999999999999", "[1]", "{", "\x1fa=1.5"):  # fmt: skip
+        with pytest.raises(ValueError):
+            decode_resources(bad)
+    with pytest.raises(OverflowError):
+        encode_resources({"a": 2**63})
+
+
 @pytest.mark.parametrize(
     "args", [[], [""], ["a", "b"], ["x\x1fy"], ["[not json"], ["\x1f", ""], ["é", "✓"]]
 )
@@ -431,11 +524,14 @@ ODD_TEXT = [
     "[",
 ]
 TEXT_FIELDS = ["cmd", "args", "dir", "env", "host", "user", "workerid", "workerhost", "note"]
+TEXT_FIELDS += ["resources", "gpu_ids"]
 
 
 def odd_job(text: str, fields: list[str] = TEXT_FIELDS, jobid: int = 42) -> Job:
     """full_job with `text` in each of these fields (args and env: in each entry)."""
-    change: dict[str, object] = {f: text for f in fields if f not in ("args", "env")}
+    change: dict[str, object] = {f: text for f in fields if f not in ("args", "env", "resources")}
+    if "resources" in fields:
+        change["resources"] = {text: 1, "plain": 2, text + "=\x1f": 3}
     if "args" in fields:
         change["args"] = [text, "", text + "\x1f", "plain"]
     if "env" in fields:
@@ -479,7 +575,7 @@ def test_sqlite_keeps_any_str_exactly(
     tmp_path_factory: pytest.TempPathFactory, texts: list[str], args: list[str], env: list[str]
 ) -> None:
     home = tmp_path_factory.mktemp("any")
-    cmd, dir_, host, user, workerid, workerhost, note, other, _ = texts
+    cmd, dir_, host, user, workerid, workerhost, note, other, gpu_ids = texts
     job = replace(
         full_job(),
         cmd=cmd,
@@ -491,6 +587,8 @@ def test_sqlite_keeps_any_str_exactly(
         workerid=workerid,
         workerhost=workerhost,
         note=note,
+        resources=dict.fromkeys(args, 3),
+        gpu_ids=gpu_ids,
     )
     store = SqliteStore(str(home), create=True)
     try:
@@ -575,7 +673,7 @@ def test_version_1_store_is_migrated_and_keeps_its_jobs(tmp_path: Path) -> None:
     store.save([replace(state.jobs[0], note="moved")], {"nextJobId": 5}, [(b"n", 1)])
     store.close()
     db = sqlite3.connect(tmp_path / FILENAME)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     names = {r[0] for r in db.execute("SELECT name FROM sqlite_schema")}
     assert {"jobs", "jobs_live", "quarantine", "nonces", "nonces_time"} <= names
     assert "jobs_v1" not in names
@@ -586,8 +684,125 @@ def test_version_1_store_is_migrated_and_keeps_its_jobs(tmp_path: Path) -> None:
     state = again.load()
     assert [(j.jobid, j.note) for j in state.jobs] == [(1, "moved"), (4, "")]
     assert state.quarantined == [] and state.nonces == [(b"n", 1)]
-    assert again._trusted  # the migrated table is exactly the v2 one: the fast loader runs
+    assert again._trusted  # the migrated table is exactly the v3 one: the fast loader runs
+    assert [(j.cpus, j.mem, j.gpus, j.resources, j.priority, j.gpu_ids) for j in state.jobs] == [
+        (1, 0, 0, {}, 0, "")
+    ] * 2
     again.close()
+
+
+# ------------------------------------------------------------------------------ schema v3
+
+JOBS_V2 = """CREATE TABLE jobs (
+    jobid       INTEGER PRIMARY KEY,
+    state       INTEGER NOT NULL,
+    cmd         TEXT NOT NULL,
+    args        TEXT NOT NULL,
+    shell       INTEGER NOT NULL,
+    dir         TEXT NOT NULL,
+    env_id      INTEGER REFERENCES env(id),
+    host        TEXT NOT NULL,
+    user        TEXT NOT NULL,
+    attempt     INTEGER NOT NULL,
+    workerid    TEXT NOT NULL,
+    workerhost  TEXT NOT NULL,
+    pid         INTEGER NOT NULL,
+    exit_status INTEGER NOT NULL,
+    submit_ns   INTEGER NOT NULL,
+    start_ns    INTEGER NOT NULL,
+    end_ns      INTEGER NOT NULL,
+    out_bytes   INTEGER NOT NULL,
+    note        TEXT NOT NULL DEFAULT '',
+    escaped     INTEGER NOT NULL DEFAULT 0
+) STRICT"""
+SCHEMA_V2 = f"""
+CREATE TABLE env (id INTEGER PRIMARY KEY, hash BLOB NOT NULL UNIQUE, body TEXT NOT NULL);
+CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+{JOBS_V2};
+CREATE INDEX jobs_live ON jobs(jobid, env_id) WHERE state NOT IN (3, 4);
+CREATE TABLE quarantine (
+    id INTEGER PRIMARY KEY, jobid INTEGER NOT NULL, row TEXT NOT NULL, reason TEXT NOT NULL,
+    at_ns INTEGER NOT NULL
+);
+CREATE INDEX quarantine_jobid ON quarantine(jobid);
+CREATE TABLE nonces (
+    nonce       BLOB PRIMARY KEY,
+    sendtime_ns INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+CREATE INDEX nonces_time ON nonces(sendtime_ns);
+PRAGMA application_id = 1735356721;
+PRAGMA user_version = 2;
+"""
+
+
+def make_v2_store(home: Path, loose: bool = False) -> None:
+    """A store as goq with schema version 2 wrote it: two live jobs sharing an environment (one
+    escaped, with a note), an ended one, a quarantined one, and a nonce. `loose`: its jobs table
+    edited by hand to drop STRICT, and a row with text where an integer belongs."""
+    home.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(home / FILENAME)
+    schema = SCHEMA_V2
+    if loose:
+        schema = schema.replace(JOBS_V2, JOBS_V2.replace(") STRICT", ")"))
+    db.executescript(schema)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("INSERT INTO env (id, hash, body) VALUES (1, x'00', ?)", (json.dumps(ENV),))
+    row = "INSERT INTO jobs VALUES (?, ?, ?, ?, 0, '/home/a', ?, 'h', 'u', 0, '', '', ?, 0, 5,"
+    row += " 0, 0, 0, ?, ?)"
+    db.execute(row, (1, 1, "echo", encode_args(["1", "x y"]), 1, 0, "a note", 0))
+    db.execute(row, (2, 3, "echo", encode_args(["2"]), None, 0, "", 0))
+    db.execute(row, (3, 2, "caf\\udce9", "", 1, 77, "", 1))
+    if loose:
+        db.execute(row, (4, 1, "echo", "", 1, "not a pid", "", 0))
+    db.execute("INSERT INTO quarantine VALUES (1, 9, '{}', 'state 99 is not a job state', 1)")
+    db.execute("INSERT INTO nonces VALUES (x'0102', 7)")
+    db.execute("INSERT INTO counters VALUES ('nextJobId', 10)")
+    db.commit()
+    db.close()
+
+
+def test_version_2_store_is_migrated_with_default_requests(tmp_path: Path) -> None:
+    make_v2_store(tmp_path)
+    store = SqliteStore(str(tmp_path), create=False)
+    assert store._trusted  # the rebuilt table is exactly the v3 one: the fast loader runs
+    state = store.load()
+    assert [(j.jobid, j.cmd, j.args, j.env, j.note, j.pid) for j in state.jobs] == [
+        (1, "echo", ["1", "x y"], ENV, "a note", 0),
+        (3, "caf\udce9", [], ENV, "", 77),
+    ]
+    assert state.jobs[0].env is state.jobs[1].env
+    for job in [*state.jobs, store.get_job(2)]:  # a job of one cpu, nothing else
+        requests = (job.cpus, job.mem, job.gpus, job.resources, job.priority, job.gpu_ids)
+        assert requests == (1, 0, 0, {}, 0, "")
+    assert store.get_job(2).state is JobState.FINISHED
+    assert state.quarantined == [] and state.nonces == [(b"\x01\x02", 7)]
+    assert state.counters == {"nextJobId": 10}
+    with pytest.raises(StoreError, match="job 9 is quarantined: state 99"):
+        store.get_job(9)
+    asked = replace(state.jobs[0], cpus=4, gpus=1, resources={"lic": 1}, priority=5, gpu_ids="0")
+    store.save([asked], {})
+    store.close()
+    db = sqlite3.connect(tmp_path / FILENAME)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    names = {r[0] for r in db.execute("SELECT name FROM sqlite_schema")}
+    assert {"jobs", "jobs_live", "jobs_asking", "quarantine", "quarantine_jobid"} <= names
+    assert {"nonces", "nonces_time"} <= names and "jobs_v2" not in names
+    db.close()
+    again = SqliteStore(str(tmp_path), create=False)
+    assert [asdict(j) for j in again.load().jobs] == [asdict(asked), asdict(state.jobs[1])]
+    again.close()
+
+
+def test_version_2_row_of_the_wrong_type_is_quarantined_by_the_migration(tmp_path: Path) -> None:
+    make_v2_store(tmp_path, loose=True)
+    store = SqliteStore(str(tmp_path), create=False)
+    state = store.load()
+    assert [j.jobid for j in state.jobs] == [1, 3]
+    assert state.quarantined == [(4, "a version 2 row: pid holds TEXT, not an integer")]
+    with pytest.raises(StoreError, match="job 4 is quarantined: a version 2 row: pid"):
+        store.get_job(4)
+    assert store._trusted
+    store.close()
 
 
 # ------------------------------------------------------------------------------ quarantine
@@ -617,6 +832,33 @@ _LOOSE = "loose"  # the schema edited by hand to drop STRICT and NOT NULL (then 
         (_LOOSE + "UPDATE jobs SET state = 'x' WHERE jobid = 2", "state holds TEXT, not an int"),
         (_LOOSE + "UPDATE jobs SET attempt = 1.5 WHERE jobid = 2", "attempt holds REAL"),
         (_LOOSE + "UPDATE jobs SET dir = x'00ff' WHERE jobid = 2", "dir holds BLOB, not text"),
+        ("UPDATE jobs SET cpus = 0 WHERE jobid = 2", "cpus is 0, not 1 or more"),
+        ("UPDATE jobs SET cpus = -4 WHERE jobid = 2", "cpus is -4, not 1 or more"),
+        ("UPDATE jobs SET mem = -1 WHERE jobid = 2", "mem is -1, not 0 or more"),
+        ("UPDATE jobs SET gpus = -2 WHERE jobid = 2", "gpus is -2, not 0 or more"),
+        ("UPDATE jobs SET resources = 'x' WHERE jobid = 2", "resources do not decode: resources"),
+        (
+            "UPDATE jobs SET resources = char(31) || 'a=1x' WHERE jobid = 2",
+            "resources do not decode: resource 'a=1x' is not NAME=N",
+        ),
+        (
+            "UPDATE jobs SET resources = char(31) || 'a=1' || char(31) || 'a=2' WHERE jobid = 2",
+            "resources do not decode: resources repeat a name",
+        ),
+        (
+            "UPDATE jobs SET resources = char(31) || 'a=-1' WHERE jobid = 2",
+            "resources do not decode: resource 'a=-1'",
+        ),
+        ("UPDATE jobs SET resources = '[1]' WHERE jobid = 2", "resources do not decode"),
+        ("UPDATE jobs SET resources = '{' WHERE jobid = 2", "resources do not decode"),
+        (
+            "UPDATE jobs SET escaped = 1, resources = 'a\\x' WHERE jobid = 2",
+            "resources of an escaped row is not in unicode_escape form",
+        ),
+        ("UPDATE jobs SET gpu_ids = CAST(x'ff' AS TEXT) WHERE jobid = 2", "gpu_ids is not valid"),
+        (_LOOSE + "UPDATE jobs SET priority = 'hi' WHERE jobid = 2", "priority holds TEXT"),
+        (_LOOSE + "UPDATE jobs SET cpus = NULL WHERE jobid = 2", "cpus holds NULL, not an int"),
+        (_LOOSE + "UPDATE jobs SET gpu_ids = x'30' WHERE jobid = 2", "gpu_ids holds BLOB"),
     ],
 )
 def test_damaged_row_is_quarantined_not_fatal(tmp_path: Path, damage: str, reason: str) -> None:

@@ -1,8 +1,8 @@
 """The `memory` store: the store contract kept in process memory, for tests. Nothing reaches
 disk; stores opened by one factory at the same path share their records until it is dropped.
 
-It copies every job on the way in and out, as a real store does: callers mutate their Job
-objects after a save, and must not find those changes in the record unless they save again.
+It copies every job on the way in and out (its args, env and resources too), as a real store
+does: callers mutate their Job objects after a save, and must not find those changes in the record unless they save again.
 Any str is kept as is (lone surrogates, NUL). It also keeps the replay guard's nonces, and the
 jobs moved aside by `quarantine` (nothing it holds can be damaged, so `load` quarantines none).
 """
@@ -60,7 +60,7 @@ class MemoryStore:
             env = envs.get(key)
             if env is None:
                 env = envs[key] = list(key)
-            jobs.append(replace(job, args=list(job.args), env=env))
+            jobs.append(replace(job, args=list(job.args), env=env, resources=dict(job.resources)))
         return StoredState(
             jobs=jobs, counters=dict(records.counters), nonces=list(records.nonces.items())
         )
@@ -73,7 +73,10 @@ class MemoryStore:
         forget_nonces_before_ns: int = 0,
     ) -> None:
         records = self._open_records()
-        copies = [replace(j, args=list(j.args), env=list(j.env)) for j in jobs]
+        copies = [
+            replace(j, args=list(j.args), env=list(j.env), resources=dict(j.resources))
+            for j in jobs
+        ]
         new_nonces = [(bytes(n), int(t)) for n, t in nonces]
         for job in copies:  # all copied first: a bad job leaves the record untouched
             records.jobs[job.jobid] = job
@@ -96,7 +99,7 @@ class MemoryStore:
                 err.transient = False  # type: ignore[attr-defined]
                 raise err
             return None
-        return replace(job, args=list(job.args), env=list(job.env))
+        return replace(job, args=list(job.args), env=list(job.env), resources=dict(job.resources))
 
     def quarantine(self, jobid: int, reason: str) -> None:
         records = self._open_records()
