@@ -439,6 +439,11 @@ def measure_recovery(cluster: BenchCluster, sizes: Sizes) -> dict:
     }
 
 
+def _parent_pid(pid: int) -> int:
+    with open(f"/proc/{pid}/stat", "rb") as fh:
+        return int(fh.read().rsplit(b")", 1)[1].split()[1])
+
+
 def _recovery_trial(cluster: BenchCluster, marker: Path, delay: float) -> dict:
     """One job that records `pid start_ns` in `marker` each time it starts; its worker is
     SIGKILLed `delay` seconds after it started (any phase of the heartbeat)."""
@@ -447,9 +452,8 @@ def _recovery_trial(cluster: BenchCluster, marker: Path, delay: float) -> dict:
     job.shell = True
     job.cmd = f"echo $$ $(date +%s%N) >> {marker}; exec sleep 60"
     jobid, _ = client.submit([job])
-    wait_for(lambda: _lines(marker), 20, "the job to start")
-    running = [j for j in client.stat(10).jobs if j.jobid == jobid]
-    victim_pid = int(running[0].workerid.split(":")[1])
+    first = wait_for(lambda: _lines(marker), 20, "the job to start")
+    victim_pid = _parent_pid(int(first[0].split()[0]))  # the worker that spawned the job
     victim = next(w for w in cluster.workers if w.pid == victim_pid)
     time.sleep(delay)
     t_kill = time.time_ns()

@@ -13,6 +13,18 @@ import sys
 
 import click
 
+from goq_cli.resources import (
+    MAX_JOB_MEM,
+    Amount,
+    Priority,
+    Request,
+    Resource,
+    Size,
+    build_offer,
+    check_worker_name,
+    format_offer,
+    resource_dict,
+)
 from goq_core import __version__
 from goq_core.errors import GoqError
 from goq_core.limits import MAX_INT, MAX_STAT_LIST
@@ -117,6 +129,40 @@ def serve(obj: _Ctx, allow_insecure: bool) -> None:
 @cli.command(context_settings=_SUB_CONTEXT)
 @click.option("--shell", "shell", is_flag=True, help="Run the command line with /bin/sh -c.")
 @click.option(
+    "--cpus",
+    type=Amount(1),
+    default=1,
+    show_default=True,
+    help="CPUs the job needs (it sees the count as GOQ_CPUS).",
+)
+@click.option(
+    "--gpus",
+    type=Amount(0),
+    default=0,
+    help="GPUs the job needs; it is given that many of its worker's GPUs, by id, in "
+    "CUDA_VISIBLE_DEVICES and GOQ_GPUS.",
+)
+@click.option(
+    "--mem",
+    type=Size(maximum=MAX_JOB_MEM),
+    default=0,
+    help="Memory the job needs: 512M, 4G, 1.5T (binary units).",
+)
+@click.option(
+    "--resource",
+    "resources",
+    type=Resource(),
+    multiple=True,
+    help="Units of a named resource the worker offers, e.g. license=1 (repeat for several).",
+)
+@click.option(
+    "--priority",
+    type=Priority(),
+    default=0,
+    show_default=True,
+    help="Higher runs first; jobs of equal priority run in submission order. From -2^31 to 2^31-1.",
+)
+@click.option(
     "--file",
     "jobs_file",
     type=click.File("rb"),
@@ -126,20 +172,37 @@ def serve(obj: _Ctx, allow_insecure: bool) -> None:
 )
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_obj
-def sub(obj: _Ctx, shell: bool, jobs_file, command: tuple[str, ...]) -> None:
+def sub(
+    obj: _Ctx,
+    shell: bool,
+    cpus: int,
+    gpus: int,
+    mem: int,
+    resources: tuple[tuple[str, int], ...],
+    priority: int,
+    jobs_file,
+    command: tuple[str, ...],
+) -> None:
     """Submit a job: COMMAND runs with its ARGS exactly as given (their bytes, whatever the
     encoding), in this directory, with this environment. Output lands in ./o/out.NNNNN.
+    Options go before COMMAND; with --file they apply to every line. By default a job needs
+    1 cpu and nothing else (see docs/scheduling.md).
 
     \b
     Examples:
       goq sub ./analyze.sh input-17.csv
       goq sub --shell 'sort big.txt | uniq -c > counts.txt'
       goq sub --file jobs.txt        (one job per line; with --shell each line is a shell line)
+      goq sub --gpus 2 --cpus 8 --mem 32G python train.py --epochs 10
+      goq sub --resource license=1 --priority 5 ./simulate.sh
     """
     from goq_cli.jobspec import decode_lines, jobs_from_lines, make_job
 
     if jobs_file is not None and command:
         raise click.UsageError("give either a command or --file, not both")
+    if command and command[0].startswith("-") and len(command[0]) > 1:
+        _unknown_option(command[0])
+    request = Request(cpus, mem, gpus, resource_dict(resources), priority)
     try:
         if jobs_file is not None:
             jobs = jobs_from_lines(decode_lines(jobs_file.read()), shell)
@@ -149,6 +212,7 @@ def sub(obj: _Ctx, shell: bool, jobs_file, command: tuple[str, ...]) -> None:
             if not command:
                 raise click.UsageError("no command given: try `goq sub CMD ARGS...`")
             jobs = [make_job(list(command), shell)]
+        request.apply(jobs)
         with obj.client() as client:
             ranges = client.submit_many(jobs)
             address = client.settings.address
@@ -162,26 +226,106 @@ def sub(obj: _Ctx, shell: bool, jobs_file, command: tuple[str, ...]) -> None:
         click.echo(f"submitted jobs {ids} ({n} jobs) to server at {address}")
 
 
+def _unknown_option(word: str) -> None:
+    """UsageError for `goq sub --gpu 1 CMD`: a typo would otherwise be the command to run."""
+    import difflib
+
+    known = [opt for param in sub.params for opt in param.opts if opt.startswith("--")]
+    close = difflib.get_close_matches(word.partition("=")[0], known, n=1)
+    hint = f"did you mean {close[0]}? " if close else ""
+    raise click.UsageError(f"no such option: {word} ({hint}options go before the command)")
+
+
 @cli.command()
 @click.argument("mode", type=click.Choice(["forever", "oneshot"]), default="forever")
+@click.option(
+    "--cpus",
+    type=Amount(1, auto=True),
+    default=1,
+    show_default=True,
+    help="CPUs to offer; auto: those this process may run on (its CPU affinity).",
+)
+@click.option(
+    "--gpus",
+    metavar="auto|N|IDS",
+    help="GPUs to offer: auto (those nvidia-smi lists, within CUDA_VISIBLE_DEVICES if set), "
+    "N (ids 0 to N-1), or device ids such as 0,2,5 (a single id with a comma: 3,). "
+    "Default: none.",
+)
+@click.option(
+    "--mem",
+    type=Size(auto=True),
+    help="Memory to offer: 512M, 64G (binary units), or auto (this host's, from "
+    "/proc/meminfo). Default: not counted.",
+)
+@click.option(
+    "--resource",
+    "resources",
+    type=Resource(),
+    multiple=True,
+    help="A named resource to offer, e.g. license=4 (repeat for several).",
+)
+@click.option(
+    "--name",
+    metavar="NAME",
+    help="This worker's name, unique among live workers (default: host plus a short suffix); "
+    "`goq workers`, `goq drain` and `goq resume` use it.",
+)
+@click.option(
+    "--bind", is_flag=True, help="Pin each job to its own cores (as many as it asked cpus)."
+)
 @click.pass_obj
-def work(obj: _Ctx, mode: str) -> None:
-    """Run a worker: take jobs from the server one at a time (forever, or oneshot: one job)."""
+def work(
+    obj: _Ctx,
+    mode: str,
+    cpus: int | str,
+    gpus: str | None,
+    mem: int | str | None,
+    resources: tuple[tuple[str, int], ...],
+    name: str | None,
+    bind: bool,
+) -> None:
+    """Run a worker: take jobs from the server (forever, or oneshot: one job, then exit) and
+    run at once every job that fits what it offers. By default it offers 1 cpu and nothing
+    else, so it runs one job at a time.
+
+    \b
+    Examples:
+      goq work                                   (one job at a time)
+      goq work --cpus auto --mem auto --gpus auto --name node7
+      goq work --cpus 64 --bind
+      goq work --resource license=4
+    """
     from goq_core.roles.worker import Worker
 
     def log(line: str) -> None:
         click.echo(line, err=True)
 
+    named = resource_dict(resources)
+    check_worker_name(name)
     try:
+        offer = build_offer(cpus, gpus, mem, named)
         settings = obj.settings()
-        worker = Worker(settings, obj.key(settings), oneshot=(mode == "oneshot"), log=log)
+        worker = Worker(
+            settings,
+            obj.key(settings),
+            oneshot=(mode == "oneshot"),
+            log=log,
+            offer=offer,
+            name=name,
+            bind=bind,
+        )
         worker.install_signal_handlers()
-        click.echo(f"goq worker {worker.workerid} serving jobs from {settings.address}")
+        who = getattr(worker, "name", None) or worker.workerid
+        click.echo(
+            f"goq worker {who} offering {format_offer(offer, bind)}, "
+            f"serving jobs from {settings.address}"
+        )
         sys.stdout.flush()
         why = worker.run()
     except GoqError as exc:
         raise _fail(exc) from None
-    click.echo(f"goq worker {worker.workerid} exiting after {worker.jobs_done} job(s): {why}")
+    click.echo(f"goq worker {who} exiting after {worker.jobs_done} job(s): {why}")
 
 
 @cli.command(
@@ -239,6 +383,62 @@ def wait(obj: _Ctx, jobid: int) -> None:
     except GoqError as exc:
         raise _fail(exc) from None
     click.echo(format_outcome(jobid, job))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the server's JSON document.")
+@click.pass_obj
+def workers(obj: _Ctx, as_json: bool) -> None:
+    """List the workers: name, host, state (idle, busy, draining, drained), free/offered cpus,
+    GPUs, memory and named resources, running job ids, and when each was last heard from."""
+    import json
+
+    from goq_cli.report import format_workers
+
+    try:
+        with obj.client() as client:
+            doc = client.workers_document()
+    except GoqError as exc:
+        raise _fail(exc) from None
+    click.echo(json.dumps(doc, indent=2) if as_json else format_workers(doc["workers"]))
+
+
+def _worker_op(obj: _Ctx, verb: str, done: str, name: str | None, every: bool) -> None:
+    """`goq drain` and `goq resume`: exactly one of NAME and --all; print the server's answer."""
+    if every and name is not None:
+        raise click.UsageError("give a worker NAME or --all, not both")
+    if not every and name is None:
+        raise click.UsageError("give a worker NAME, or --all for every worker")
+    try:
+        with obj.client() as client:
+            reply = getattr(client, verb)(None if every else name)
+    except GoqError as exc:
+        raise _fail(exc) from None
+    default = f"{reply.count} worker(s) {done}" if every else f"worker {name} {done}"
+    click.echo(reply.text or default)
+
+
+_WORKER_NAME = click.argument("name", required=False)
+_ALL = click.option("--all", "every", is_flag=True, help="Every worker the server knows.")
+
+
+@cli.command()
+@_WORKER_NAME
+@_ALL
+@click.pass_obj
+def drain(obj: _Ctx, name: str | None, every: bool) -> None:
+    """Give worker NAME (or, with --all, every worker) no new jobs; its running jobs finish.
+    A drained worker stays connected and can be stopped without losing anything."""
+    _worker_op(obj, "drain", "drained", name, every)
+
+
+@cli.command()
+@_WORKER_NAME
+@_ALL
+@click.pass_obj
+def resume(obj: _Ctx, name: str | None, every: bool) -> None:
+    """Let worker NAME (or, with --all, every worker) take new jobs again after `goq drain`."""
+    _worker_op(obj, "resume", "resumed", name, every)
 
 
 @cli.command()

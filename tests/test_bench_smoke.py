@@ -100,3 +100,17 @@ def test_targets_name_a_value_and_a_verdict(report: dict) -> None:
     assert report["targets"]
     for row in report["targets"]:
         assert _is_number(row["value"]) and isinstance(row["met"], bool), row
+
+
+def test_matching_benchmark_prints_its_figures() -> None:
+    bench = SUITE.parent / "matching.py"
+    done = subprocess.run(
+        [sys.executable, str(bench), "--workers", "50", "--waiting", "500", "--steps", "300"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    figures = json.loads(done.stdout)
+    assert figures["dispatched"] > 0 and figures["waiting"] == 500
+    assert all(_is_number(v) for v in figures["per_dispatch_us"].values())

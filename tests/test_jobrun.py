@@ -449,3 +449,67 @@ def test_undecodable_bytes_in_argv_env_and_directory_reach_the_job_exactly(run_j
     )
     assert finished(r) == 0
     assert b"".join(r.iter_output()) == b"caf\xe9|\xff\xfe|" + where
+
+
+# --- several slots (issue 10) ------------------------------------------------------------------
+
+
+def test_env_extra_is_added_to_the_jobs_environment_and_wins(home, tmp_path):
+    job = Job(jobid=1, attempt=1, cmd="/usr/bin/env", env=["A=1", "CUDA_VISIBLE_DEVICES=0,1"])
+    extra = {"GOQ_CPUS": "2", "CUDA_VISIBLE_DEVICES": ""}
+    r = JobRun.start(job, home, str(tmp_path / "spool"), env_extra=extra)
+    assert finished(r) == 0
+    assert output(r) == "A=1\nCUDA_VISIBLE_DEVICES=\nGOQ_CPUS=2\n"
+    assert job.env == ["A=1", "CUDA_VISIBLE_DEVICES=0,1"]  # the job itself is left alone
+
+
+def test_jobs_started_from_many_threads_at_once_each_run_in_their_own_directory(home, tmp_path):
+    """Spawning moves the process's directory for an instant: spawns from several threads
+    must take turns, or a job would start in another job's directory."""
+    import threading
+
+    dirs = []
+    for i in range(8):
+        d = tmp_path / f"d{i}"
+        d.mkdir()
+        dirs.append(d)
+    runs: list[JobRun] = []
+    lock = threading.Lock()
+
+    def start(i: int) -> None:
+        for n in range(5):
+            job = Job(jobid=100 * i + n, attempt=1, cmd="pwd", env=PATH, dir=str(dirs[i]))
+            r = JobRun.start(job, home, str(tmp_path / "spool"))
+            with lock:
+                runs.append(r)
+
+    threads = [threading.Thread(target=start, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert len(runs) == 40
+    for r in runs:
+        assert finished(r) == 0
+        assert output(r) == f"{dirs[r.job.jobid // 100]}\n"
+    assert os.getcwd() != str(dirs[0])
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+    reason="needs 2 cores",
+)
+def test_affinity_pins_the_job_from_its_start_and_not_the_caller(run_job, home, tmp_path):
+    allowed = sorted(os.sched_getaffinity(0))
+    code = "import os; print(sorted(os.sched_getaffinity(0)))"
+    job = Job(jobid=7, attempt=1, cmd=sys.executable, args=["-c", code], env=PATH)
+    r = JobRun.start(job, home, str(tmp_path / "spool"), affinity=[allowed[-1]])
+    assert finished(r) == 0
+    assert output(r) == f"[{allowed[-1]}]\n"
+    assert sorted(os.sched_getaffinity(0)) == allowed  # this thread's mask is put back
+    # the shell's children inherit it too (no window before the pin)
+    job = Job(jobid=8, attempt=1, cmd="grep Cpus_allowed_list /proc/self/status", shell=True)
+    job.env = PATH
+    r = JobRun.start(job, home, str(tmp_path / "spool"), affinity={allowed[0]})
+    assert finished(r) == 0
+    assert output(r).split(":")[1].strip() == str(allowed[0])

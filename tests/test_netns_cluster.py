@@ -98,12 +98,16 @@ def test_workers_on_two_hosts_both_run_jobs(cluster: NetnsCluster) -> None:
     jobs = cluster.workdir / "jobs.txt"
     jobs.write_text(f"{shlex.join(_whereami(runs, 'sleep 1'))}\n" * 4)
     assert cluster.ok("sub", "--file", str(jobs)).startswith("submitted jobs 1..4")
-    # both busy at once: `goq stat` lists two running jobs on the two workers (by their PIDs)
+    # both busy at once: `goq stat` lists two running jobs on the two workers (by their names)
     listing = wait_for(
         lambda: (s := cluster.ok("stat")).count(" on ") == 2 and s, 10, "two running jobs", 0.1
     )
-    running_on = {int(m) for m in re.findall(r" on [^:\s]+:(\d+):", listing)}
-    assert running_on == {p.pid for p in cluster.workers.values()}
+    running_on = set(re.findall(r" on (\S+)", listing))
+    names = {
+        re.search(r"goq worker (\S+) offering", cluster.log(f"worker-{role}.log")).group(1)
+        for role in cluster.workers
+    }
+    assert running_on == names and len(names) == 2
     for jobid in range(1, 5):
         assert "exit status 0" in cluster.ok("wait", str(jobid))
     addresses = {a for _, a in _runs(runs)}

@@ -1,5 +1,9 @@
-"""The client runtime used by `goq sub`, `stat`, `kill`, `wait`, `shutdown` and
-`immolateworkers`: one connection, one request at a time, each reply checked against its request.
+"""The client runtime used by `goq sub`, `stat`, `kill`, `wait`, `workers`, `drain`, `resume`,
+`shutdown` and `immolateworkers`: one connection, one request at a time, each reply checked
+against its request.
+
+What a job asks for (cpus, mem, gpus, resources, priority) travels in its Job fields: `submit`
+takes them as they are set (goq_cli.resources.Request.apply sets them from the options).
 
 Every failure a user can meet becomes a GoqError with one clear line.
 
@@ -11,6 +15,7 @@ refuses the batch with one line rather than submitting part of it.
 
 from __future__ import annotations
 
+import json
 import time
 
 from goq_core.config import Settings
@@ -150,6 +155,47 @@ class Client:
                 return reply.jobs[0] if reply.jobs else None
             if deadline is not None and time.time() >= deadline:
                 raise GoqError(f"job {jobid} has not ended yet")
+
+    def workers_document(self) -> dict:
+        """The server's WORKER_LIST document: {"workers": [{name, host, state, offer, free,
+        jobs, last_heard_sec_ago}, ...]} (docs/scheduling.md describes the fields)."""
+        reply = self.call(Message(Kind.WORKERS))
+        if reply.kind != Kind.WORKER_LIST:
+            raise GoqError(f"unexpected reply to workers: {reply.kind.name}")
+        try:
+            doc = json.loads(reply.text)
+        except ValueError as exc:
+            raise GoqError(f"unreadable worker list from the server: {exc}") from None
+        workers = doc.get("workers") if isinstance(doc, dict) else None
+        if not isinstance(workers, list) or not all(isinstance(w, dict) for w in workers):
+            raise GoqError('unreadable worker list from the server: no "workers" list')
+        return doc
+
+    def workers(self) -> list[dict]:
+        """Every worker the server knows, as in workers_document()."""
+        return self.workers_document()["workers"]
+
+    def drain(self, name: str | None) -> Message:
+        """Give worker `name` (None: every worker) no new jobs; its running jobs finish. The
+        ACK's text says what happened; GoqError for a worker the server does not know."""
+        return self._worker_op(Kind.DRAIN, name)
+
+    def resume(self, name: str | None) -> Message:
+        """Undo drain for worker `name` (None: every worker)."""
+        return self._worker_op(Kind.RESUME, name)
+
+    def _worker_op(self, kind: Kind, name: str | None) -> Message:
+        if name == "":
+            raise GoqError("no worker name given")
+        if name is None:
+            reply = self.call(Message(kind, count=1))
+        else:
+            reply = self.call(Message(kind, text=name))
+        if reply.kind == Kind.NOT_KNOWN:
+            raise GoqError(f"no worker named {name!r} is known to the server (see `goq workers`)")
+        if reply.kind != Kind.ACK:
+            raise GoqError(f"unexpected reply to {kind.name.lower()}: {reply.kind.name}")
+        return reply
 
     def shutdown(self) -> Message:
         return self.call(Message(Kind.SHUTDOWN))

@@ -10,6 +10,9 @@ and sys, to start fast.
 
 Known gap: a job that starts and whose worker dies before the worker's `watch` call (a few
 microseconds later) is not guarded.
+
+`Guardian` is thread-safe: a worker with several slots watches and unwatches from one thread per
+run (one lock; each line is one short write).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 
 TYPE_CHECKING = False  # the guardian process imports as little as it can
 if TYPE_CHECKING:
@@ -88,6 +92,7 @@ class Guardian:
         self._proc: subprocess.Popen[bytes] | None = None
         self._fd = -1
         self._groups: set[int] = set()
+        self._lock = threading.RLock()  # start() runs under it too, from _restart()
 
     @property
     def pid(self) -> int:
@@ -96,6 +101,10 @@ class Guardian:
 
     def start(self, timeout: float = 5.0) -> Guardian:
         """Start the guardian process and wait until it listens. GoqError if it does not."""
+        with self._lock:
+            return self._start(timeout)
+
+    def _start(self, timeout: float) -> Guardian:
         import select
         import subprocess
 
@@ -137,20 +146,23 @@ class Guardian:
         (a job that never started)."""
         if pgid <= 1:
             return
-        self._groups.add(pgid)
-        self._send(b"+%d\n" % pgid)
+        with self._lock:
+            self._groups.add(pgid)
+            self._send(b"+%d\n" % pgid)
 
     def unwatch(self, pgid: int) -> None:
         """Stop guarding group `pgid` (its job has ended)."""
-        if pgid not in self._groups:
-            return
-        self._groups.discard(pgid)
-        self._send(b"-%d\n" % pgid)
+        with self._lock:
+            if pgid not in self._groups:
+                return
+            self._groups.discard(pgid)
+            self._send(b"-%d\n" % pgid)
 
     def close(self, timeout: float = 2.0) -> None:
         """End the guardian; it kills the groups still watched. Waits for it to exit."""
-        proc, self._proc, self._fd = self._proc, None, -1
-        self._groups.clear()
+        with self._lock:
+            proc, self._proc, self._fd = self._proc, None, -1
+            self._groups.clear()
         if proc is None:
             return
         assert proc.stdin is not None

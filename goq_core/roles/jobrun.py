@@ -9,18 +9,26 @@ surrogates for undecodable bytes (surrogateescape, as Python reads them from Lin
 the job as the original bytes (os.fsencode). A command that cannot be started does not raise:
 the job ends at once with the shell's exit status for it (127 not found, 126 cannot execute)
 and a line in its output saying why.
+
+Several jobs may be started at once from different threads (a worker with several slots):
+spawning moves the whole process into the job's directory for an instant, so spawns take turns
+(a lock; a spawn takes about 100 us). A worker that pins jobs to cores (`goq work --bind`) passes
+`affinity`: the spawning thread takes that CPU mask just for the spawn, and the job inherits it
+from its first instruction (no window in which it runs, or forks, on other cores).
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import select
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import replace
 
 from goq_core.messages import Job
@@ -36,6 +44,7 @@ _POLL = 0.005  # seconds between checks that a killed group is gone
 _FD_DIR = "/proc/self/fd" if os.path.isdir("/proc/self/fd") else "/dev/fd"
 _CLOSE_RANGE_CLOEXEC = 4  # linux/close_range.h
 _close_range: Callable[[int, int, int], int] | bool | None = None  # found on first use
+_SPAWN_LOCK = threading.Lock()  # spawns take turns: each moves the process's directory
 
 
 class JobRun:
@@ -65,13 +74,22 @@ class JobRun:
         self._pidfd = -1
 
     @classmethod
-    def start(cls, job: Job, home: str, spool_dir: str, spool_name: str = "") -> JobRun:
+    def start(
+        cls,
+        job: Job,
+        home: str,
+        spool_dir: str,
+        spool_name: str = "",
+        env_extra: Mapping[str, str] | None = None,
+        affinity: Collection[int] | None = None,
+    ) -> JobRun:
         """Start `job` (attempt `job.attempt`) with its output in `spool_dir/<spool_name>`
-        (default `<jobid>.<attempt>.out`; a worker running one job at a time reuses one name,
-        which spares a file creation and deletion per job).
+        (default `<jobid>.<attempt>.out`, unique among the runs a worker holds).
 
         Runs in job.dir, or in `home` when that is not a directory here; with exactly the job's
-        environment; stdin from /dev/null. Never raises for a command that cannot run.
+        environment, plus `env_extra` (which wins: GOQ_CPUS, CUDA_VISIBLE_DEVICES...); pinned
+        to the cores in `affinity` when given (see the module docstring); stdin from
+        /dev/null. Never raises for a command that cannot run. Thread-safe.
         """
         name = spool_name or f"{job.jobid}.{job.attempt}.out"
         run = cls(job, os.path.join(spool_dir, name))
@@ -82,27 +100,35 @@ class JobRun:
             os.makedirs(spool_dir, mode=0o700, exist_ok=True)
             out = os.open(run.output_path, flags, 0o600)
         try:
-            run._spawn(home, out)
+            run._spawn(home, out, env_extra, affinity)
         finally:
             os.close(out)
         return run
 
-    def _spawn(self, home: str, out: int) -> None:
+    def _spawn(
+        self,
+        home: str,
+        out: int,
+        env_extra: Mapping[str, str] | None,
+        affinity: Collection[int] | None,
+    ) -> None:
         job = self.job
         argv = ["/bin/sh", "-c", job.cmd] if job.shell else [job.cmd, *job.args]
         env = _env_dict(job.env)
+        if env_extra:
+            env.update(env_extra)
         cwd = job.dir if job.dir and os.path.isdir(job.dir) else home
         self.start_ns = time.time_ns()
         try:
             if not job.cmd:
                 raise FileNotFoundError(errno.ENOENT, "empty command")
             try:
-                proc = self._start_process(argv, cwd, env, out)
+                proc = self._start_process(argv, cwd, env, out, affinity)
             except OSError as e:
                 if cwd == home or e.filename != cwd:
                     raise
                 # job.dir exists but is not enterable: run in home
-                proc = self._start_process(argv, home, env, out)
+                proc = self._start_process(argv, home, env, out, affinity)
         except (OSError, ValueError) as e:
             self._not_started(out, argv[0], e)
             return
@@ -114,29 +140,38 @@ class JobRun:
             self._pidfd = -1  # no pidfd here: wait() falls back to Popen's polling
 
     @staticmethod
-    def _start_process(argv: list[str], cwd: str, env: dict[str, str], out: int) -> _Child:
+    def _start_process(
+        argv: list[str],
+        cwd: str,
+        env: dict[str, str],
+        out: int,
+        affinity: Collection[int] | None = None,
+    ) -> _Child:
         """Start the job's process with posix_spawn (vfork and exec, no Python in between: about
         half the parent's CPU of subprocess.Popen). Python 3.11's posix_spawn cannot set the
-        child's directory, so the worker itself moves to it first: a worker runs one job at a
-        time and uses absolute paths only."""
-        os.chdir(cwd)
-        try:
-            path = _find_program(argv[0], env)
-            _no_inheritable_fds()
-            pid = os.posix_spawn(
-                path,
-                argv,
-                env,
-                file_actions=[
-                    (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                    (os.POSIX_SPAWN_DUP2, out, 1),
-                    (os.POSIX_SPAWN_DUP2, out, 2),
-                ],
-                setsid=True,
-                setsigdef=_RESTORED_SIGNALS,  # Python ignores SIGPIPE; the job must not
-            )
-        finally:
-            os.chdir("/")  # hold no job's directory (an unmount, a removal) between jobs
+        child's directory, so the worker itself moves to it first, one spawn at a time (the
+        worker uses absolute paths only). With `affinity`, this thread takes that CPU mask for
+        the spawn (on Linux sched_setaffinity(0) is per thread) and the child inherits it."""
+        with _SPAWN_LOCK:
+            os.chdir(cwd)
+            try:
+                path = _find_program(argv[0], env)
+                _no_inheritable_fds()
+                with _pinned(affinity):
+                    pid = os.posix_spawn(
+                        path,
+                        argv,
+                        env,
+                        file_actions=[
+                            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                            (os.POSIX_SPAWN_DUP2, out, 1),
+                            (os.POSIX_SPAWN_DUP2, out, 2),
+                        ],
+                        setsid=True,
+                        setsigdef=_RESTORED_SIGNALS,  # Python ignores SIGPIPE; the job must not
+                    )
+            finally:
+                os.chdir("/")  # hold no job's directory (an unmount, a removal) between jobs
         return _Child(pid)
 
     def _not_started(self, out: int, cmd: str, e: OSError | ValueError) -> None:
@@ -292,6 +327,26 @@ class _Child:
                     time.sleep(_POLL)
         assert self.returncode is not None
         return self.returncode
+
+
+@contextlib.contextmanager
+def _pinned(affinity: Collection[int] | None) -> Iterator[None]:
+    """While inside: this thread runs only on the cores in `affinity` (nothing when None or
+    empty, or where the OS has no sched_setaffinity); the thread's own mask is put back after.
+    """
+    if not affinity or not hasattr(os, "sched_setaffinity"):
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    try:
+        os.sched_setaffinity(0, affinity)
+    except OSError:  # cores not allowed here (cgroup changed under us): run unpinned
+        yield
+        return
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
 
 
 def _find_program(name: str, env: dict[str, str]) -> str:

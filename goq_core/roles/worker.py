@@ -1,14 +1,29 @@
-"""The worker runtime: asks the server for work, runs one job at a time, sends its output and
-result back, and keeps a heartbeat going while a job runs. Reconnects by itself.
+"""The worker runtime: offers what it has (cpus, GPUs, memory, named counters), runs at once every
+job the server hands it, sends each run's output and result back, and keeps one heartbeat going
+for all its runs. Reconnects by itself.
 
-Two connections: the main thread's (REQUEST_WORK, OUTPUT, RESULT) and the heartbeat thread's,
-whose held HEARTBEAT is where the server delivers KILL (cancel) and EXIT (immolate) at once.
-A result is kept (spooled on disk) and re-sent until the server has it, across server restarts.
+Threads (see goq_core.messages for the protocol):
+- the dispatcher keeps one REQUEST_WORK held at the server at all times while the worker runs:
+  it carries the offer and every run the worker holds (running, or finished with its RESULT
+  not yet acknowledged), so that the server can tell a JOB reply that was lost (it hands the
+  same runs again) from runs under way. The server holds it while nothing fits the free
+  capacity, and answers JOB with one or more jobs: each is registered as held, then started,
+  before the next request goes out.
+- one thread per run spawns the job (its own session and process group, watched by the
+  guardian), waits for it, then sends its OUTPUT chunks and RESULT until the server answers,
+  across server restarts (the output stays spooled on disk meanwhile). Senders take a
+  connection from a small pool: a ClientEnd carries one request at a time.
+- the heartbeat thread, once a run has been held FIRST_HEARTBEAT s, keeps one HEARTBEAT held at
+  the server, listing every run held; its answer is where KILL (runs cancelled or no longer
+  current) and EXIT (immolate) arrive at once.
+- the thread that called `run` waits for a stop (signal, EXIT, oneshot done), then kills every
+  run still going (the server requeues them) and cleans up.
 """
 
 from __future__ import annotations
 
 import os
+import queue
 import select
 import shutil
 import signal
@@ -16,41 +31,121 @@ import socket
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import replace
 
 from goq_core.config import Settings
 from goq_core.errors import BadFrame, GoqError, TransportError
-from goq_core.interfaces import ClientEnd
+from goq_core.interfaces import ClientEnd, Transport
 from goq_core.messages import Job, Kind, Message
 from goq_core.plugins import Plugins
 from goq_core.roles.guardian import Guardian
-from goq_core.roles.jobrun import JobRun
+from goq_core.roles.jobrun import DEFAULT_GRACE, JobRun
+from goq_core.roles.offer import make_offer, new_token
 from goq_core.wire import Wire, error_text
 
 CHUNK = 1 << 20  # bytes of output per message
-FIRST_HEARTBEAT = 0.2  # seconds into a job before its first heartbeat (short jobs need none)
+FIRST_HEARTBEAT = 0.2  # seconds a run is held before heartbeats start (short jobs need none)
 MAX_BACKOFF = 2.0  # seconds between retries while the server is away
-SPOOL_NAME = "job.out"  # one job at a time, so one spool file, kept until its result is delivered
+PAUSE = 0.5  # seconds to wait after GOING_AWAY or ERROR before asking again
+RESULT_REFUSALS = 3  # ERROR replies to one RESULT before the worker gives up on it
+
+RunKey = tuple[int, int]  # (jobid, attempt)
 
 
 class _Stopped(Exception):
     """The worker was told to stop (signal, EXIT, or oneshot done)."""
 
 
-@dataclass(slots=True)
-class _Running:
-    run: JobRun
-    kill: bool = False
+class _Waker:
+    """A descriptor that polls readable once `set()` is called (an eventfd, else a pipe)."""
+
+    __slots__ = ("_r", "_w", "_armed")
+
+    def __init__(self) -> None:
+        self._armed = False
+        if hasattr(os, "eventfd"):
+            self._r = self._w = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        else:
+            self._r, self._w = os.pipe()
+            os.set_blocking(self._w, False)
+
+    def fileno(self) -> int:
+        return self._r
+
+    def set(self) -> None:
+        self._armed = True
+        try:
+            os.write(self._w, (1).to_bytes(8, "little"))
+        except (BlockingIOError, OSError):
+            return  # already readable
+
+    def clear(self) -> None:
+        if not self._armed:
+            return
+        self._armed = False
+        try:
+            while os.read(self._r, 4096):
+                pass
+        except (BlockingIOError, OSError):
+            return
+
+    def close(self) -> None:
+        os.close(self._r)
+        if self._w != self._r:
+            os.close(self._w)
+
+
+class _Run:
+    """A run the worker holds: from the JOB reply that handed it until the server has
+    acknowledged its RESULT."""
+
+    __slots__ = ("job", "cores", "run", "kill", "held_since", "lock", "_waker")
+
+    def __init__(self, job: Job, cores: tuple[int, ...]) -> None:
+        self.job = job  # as handed: jobid, attempt, cpus, gpus, gpu_ids...
+        self.cores = cores  # pinned to these (goq work --bind), else ()
+        self.run: JobRun | None = None
+        self.kill = False
+        self.held_since = time.monotonic()
+        self.lock = threading.Lock()  # spawn vs. kill vs. the waker coming and going
+        self._waker: _Waker | None = None  # its runner thread's, while one runs it
+
+    @property
+    def key(self) -> RunKey:
+        return (self.job.jobid, self.job.attempt)
+
+    def request_kill(self) -> None:
+        """Make the run's thread kill the job's process group (SIGTERM, then SIGKILL after a
+        grace) now; only that thread signals and reaps its job."""
+        with self.lock:
+            self.kill = True
+            if self._waker is not None:
+                self._waker.set()
+
+    def attach(self, waker: _Waker | None) -> None:
+        """The runner thread that runs it wakes on `waker` (None: it is done with it)."""
+        with self.lock:
+            self._waker = waker
+            if waker is not None and self.kill:
+                waker.set()  # asked before the runner took it
 
 
 class Worker:
+    """A goq worker. `offer` is what it has (None: 1 cpu, nothing else; see
+    goq_core.roles.offer.make_offer); `name` is what the server and `goq workers` know it by
+    (default: host plus 4 hex digits); `bind` pins each run to its own cores."""
+
     def __init__(
         self,
         settings: Settings,
         key: bytes,
         plugins: Plugins | None = None,
         oneshot: bool = False,
-        log=print,
+        log: Callable[[str], object] = print,
+        offer: Job | None = None,
+        name: str | None = None,
+        bind: bool = False,
     ) -> None:
         self.settings = settings
         self.plugins = plugins or Plugins()
@@ -58,177 +153,346 @@ class Worker:
             self.plugins.codec(settings.codec), self.plugins.cipher(settings.cipher, key)
         )
         self.oneshot = oneshot
-        self.home = os.path.abspath(settings.home)  # jobs move the worker's own directory
+        self.home = os.path.abspath(settings.home)
         self.log = log
         self.host = socket.gethostname()
-        self.workerid = f"{self.host}:{os.getpid()}:{os.urandom(3).hex()}"
+        self.name = name or f"{self.host}-{os.urandom(2).hex()}"
+        self.workerid = self.name  # msg.workerid on every message
+        self.token = new_token()  # unique to this process: tells a restarted worker apart
+        self.offer = replace(offer if offer is not None else make_offer(), jobid=0)
+        self.offer.workerid = self.token
+        self.bind = bind
         self.hold_ms = max(1, int(settings.heartbeat_sec * 1000))
         self.send_timeout = settings.sendtimeout_ms / 1000
-        self.current: _Running | None = None
         self.jobs_done = 0
+        self._cores = sorted(os.sched_getaffinity(0)) if bind else []
+        self._free_cores = list(self._cores)
+        if bind and self.offer.cpus > len(self._cores):
+            log(
+                f"goq worker: offers {self.offer.cpus} cpus but may run on {len(self._cores)} "
+                "cores: with --bind, a run gets fewer cores than it asked when none are free"
+            )
+        self._runs: dict[RunKey, _Run] = {}  # held, in the order handed
         self._lock = threading.Lock()
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
+        self._busy = threading.Event()  # set when a run is added; the heartbeat clears it
+        self._queue: queue.SimpleQueue[_Run | None] = queue.SimpleQueue()  # runs to start
+        self._runners: list[threading.Thread] = []
+        self._idle_runners = 0  # runner threads waiting on the queue, less runs queued
         self._stopping = threading.Event()
         self._exit_reason = ""
+        self._error: BaseException | None = None
+        self._got_job = False
+        self._away = False  # a "not answering" line was logged and not yet followed by an answer
         self._guardian = Guardian()
         self._spool = ""
-        self._transport = None
-        self._conn: ClientEnd | None = None
+        self._transport: Transport | None = None
+        self._conn: ClientEnd | None = None  # the dispatcher's
         self._hb_conn: ClientEnd | None = None
+        self._pool: list[ClientEnd] = []  # idle connections for OUTPUT and RESULT
+        self._pool_lock = threading.Lock()
 
     # ------------------------------------------------------------------------------ lifecycle
 
     def install_signal_handlers(self) -> None:
-        """SIGTERM and SIGINT: kill the running job (it will be requeued) and exit."""
+        """SIGTERM and SIGINT: kill the runs (they will be requeued) and exit."""
 
         def on_signal(signum: int, frame: object) -> None:
             self.stop(f"signal {signal.Signals(signum).name}")
-            if self.current is None and threading.current_thread() is threading.main_thread():
-                raise _Stopped  # idle: leave a blocking request at once
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
 
     def stop(self, reason: str) -> None:
-        """Ask the worker to stop (thread- and signal-safe)."""
+        """Ask the worker to stop (thread- and signal-safe: takes no lock). The thread in
+        `run` then kills the runs still going and returns."""
         if not self._exit_reason:
             self._exit_reason = reason
         self._stopping.set()
+
+    def held(self) -> list[RunKey]:
+        """(jobid, attempt) of every run held now, in the order they were handed."""
         with self._lock:
-            if self.current is not None:
-                self.current.kill = True
-        self._wake()
+            return list(self._runs)
 
     def run(self) -> str:
-        """Serve jobs until stopped; returns why it stopped."""
+        """Serve jobs until stopped; returns why it stopped (raises GoqError if the server
+        cannot be talked to at all, e.g. a codec or cipher mismatch)."""
         transport = self._transport = self.plugins.transport(self.settings.transport)
         beat = threading.Thread(target=self._heartbeats, name="goq-heartbeat", daemon=True)
+        dispatcher = threading.Thread(target=self._dispatch, name="goq-dispatch", daemon=True)
         try:
             self._guardian.start()
             self._spool = tempfile.mkdtemp(prefix=f"goq-worker-{os.getpid()}-")
             self._conn = transport.dial(self.settings.address)
             self._hb_conn = transport.dial(self.settings.address)
             beat.start()
-            self._serve()
-        except _Stopped:
-            pass
+            dispatcher.start()
+            while not self._stopping.wait(1.0):
+                pass
         finally:
             self._stopping.set()
-            self._wake()
+            self._busy.set()
             with self._lock:
-                running = self.current
-            if running is not None and running.run.pgid:  # stopped mid-job: it gets requeued
-                running.run.kill()
-                self._guardian.unwatch(running.run.pgid)
-            if beat.is_alive():
-                beat.join(timeout=0.2)
-            self._guardian.close()
-            # a heartbeat still held at the server is left to the process exit, not waited for
-            conns = (self._conn,) if beat.is_alive() else (self._conn, self._hb_conn)
+                runs = list(self._runs.values())
+                runners = list(self._runners)
+            for held in runs:  # stopped mid-run: the server requeues them
+                held.request_kill()
+            for _ in runners:
+                self._queue.put(None)
+            deadline = time.monotonic() + DEFAULT_GRACE + 1.5
+            for runner in runners:
+                runner.join(max(0.0, deadline - time.monotonic()))
+            beat.join(timeout=0.2)
+            self._guardian.close()  # takes down any group a run thread did not
+            # requests still held at the server are left to the process exit, not waited for
+            with self._pool_lock:
+                conns, self._pool = self._pool, []
+            if not beat.is_alive():
+                conns.append(self._hb_conn)
+            if not dispatcher.is_alive():
+                conns.append(self._conn)
             for conn in conns:
                 if conn is not None:
                     conn.close()
             if self._spool:
                 shutil.rmtree(self._spool, ignore_errors=True)
-            os.close(self._wake_r)
-            os.close(self._wake_w)
+        if self._error is not None:
+            raise self._error
         return self._exit_reason or "stopped"
 
-    # ------------------------------------------------------------------------------ main loop
+    def _fail(self, exc: BaseException) -> None:
+        """A thread met an error the worker cannot go on after: `run` raises it."""
+        if self._error is None:
+            self._error = exc
+        self.stop(f"error: {exc}")
+
+    # ------------------------------------------------------------------------------ dispatcher
+
+    def _dispatch(self) -> None:
+        try:
+            self._serve()
+        except _Stopped:
+            return
+        except BaseException as exc:  # handed to the thread in run()
+            self._fail(exc)
 
     def _serve(self) -> None:
-        ask = self._ask_for_work()
-        delivered: JobRun | None = None  # whose result `ask` carries
-        while True:
-            reply = self._call(ask, hold=ask.wait_ms > 0)
-            if delivered is not None:  # any answer means the server has the result
-                delivered = None  # (its spool file is reused by the next job)
-                self.jobs_done += 1
-                if self.oneshot:
-                    self._exit_reason = "oneshot: one job done"
-                    raise _Stopped
+        """Keep one REQUEST_WORK held at the server; start what it hands."""
+        backoff = 0.05
+        hold = self.hold_ms / 1000
+        while not self._stopping.is_set():
+            if self.oneshot and self._got_job:
+                return  # asks for nothing more; run() returns once its result is delivered
+            ask = self._ask_for_work()
+            try:
+                reply = self._request(self._conn, ask, hold + self.send_timeout)
+            except TransportError as exc:
+                if self._stopping.is_set():
+                    return
+                self._conn = self._redial(self._conn)
+                self._warn_away(exc)
+                self._pause(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF, self.hold_ms / 4000)
+                continue
+            backoff = 0.05
+            self._away = False
             kind = reply.kind
             if kind == Kind.JOB:
-                job = reply.jobs[0]
-                job.attempt = reply.attempt
-                delivered = self._run(job)
-                ask = self._result(delivered)  # and, unless oneshot, ask for the next job
+                self._take(reply)
             elif kind == Kind.EXIT:
-                self._exit_reason = "told to exit by the server (immolateworkers)"
-                raise _Stopped
+                self.stop("told to exit by the server (immolateworkers)")
             elif kind in (Kind.GOING_AWAY, Kind.ERROR):
                 if kind == Kind.ERROR:
                     self.log(f"goq worker: server refused a request: {reply.text}")
-                self._pause(0.5)
-                ask = self._ask_for_work()
-            else:  # NOTHING_YET, or ACK of a result: ask again
-                ask = self._ask_for_work()
+                self._pause(PAUSE)
+            # else NOTHING_YET: ask again
 
     def _ask_for_work(self) -> Message:
+        with self._lock:
+            runs = [Job(jobid=jobid, attempt=attempt) for jobid, attempt in self._runs]
         return Message(
-            Kind.REQUEST_WORK, workerid=self.workerid, host=self.host, wait_ms=self.hold_ms
+            Kind.REQUEST_WORK,
+            workerid=self.name,
+            host=self.host,
+            wait_ms=self.hold_ms,
+            jobs=[self.offer, *runs],
+            count=1 if self.oneshot else 0,
         )
 
-    def _run(self, job: Job) -> JobRun:
-        """Run one job to its end (or until killed); its output stays spooled until delivered."""
-        run = JobRun.start(job, self.home, self._spool, SPOOL_NAME)
-        running = _Running(run)
+    def _take(self, reply: Message) -> None:
+        """Register each job handed as held, then start it (before the next REQUEST_WORK)."""
+        jobs = reply.jobs
+        if len(jobs) == 1 and not jobs[0].attempt:
+            jobs[0].attempt = reply.attempt  # a server that sets only the message's attempt
+        for job in jobs:
+            runner: threading.Thread | None = None
+            with self._lock:
+                if self._stopping.is_set():
+                    return  # not started: the server requeues it
+                if (job.jobid, job.attempt) in self._runs:
+                    continue  # handed again while it runs here: keep the one we have
+                held = _Run(job, self._take_cores(job.cpus))
+                self._runs[held.key] = held
+                if not self._busy.is_set():
+                    self._busy.set()
+                if self._idle_runners > 0:
+                    self._idle_runners -= 1
+                else:
+                    runner = threading.Thread(
+                        target=self._runner,
+                        args=(len(self._runners),),
+                        name=f"goq-run-{len(self._runners)}",
+                        daemon=True,
+                    )
+                    self._runners.append(runner)
+            self._got_job = True
+            self._queue.put(held)
+            if runner is not None:
+                runner.start()
+
+    def _take_cores(self, count: int) -> tuple[int, ...]:
+        """Cores for a run of `count` cpus (goq work --bind), from those free; caller holds
+        the lock. Fewer when fewer are free (the offer exceeds the cores this worker may use)."""
+        if not self.bind or count <= 0:
+            return ()
+        cores, self._free_cores = self._free_cores[:count], self._free_cores[count:]
+        return tuple(cores)
+
+    # ------------------------------------------------------------------------------ one run
+
+    def _runner(self, index: int) -> None:
+        """A runner thread: runs one run after another from the queue. Threads are kept, not
+        made per run, and each reuses one spool file: a thread start, or a file created and
+        deleted, costs more than a short job's whole turn on the worker."""
+        waker = _Waker()
+        spool_name = f"run{index}.out"
+        try:
+            while True:
+                held = self._queue.get()
+                if held is None:
+                    return
+                held.attach(waker)
+                try:
+                    self._run_one(held, waker, spool_name)
+                finally:
+                    held.attach(None)
+                    waker.clear()
+                with self._lock:
+                    self._idle_runners += 1
+        finally:
+            waker.close()
+
+    def _run_one(self, held: _Run, waker: _Waker, spool_name: str) -> None:
+        try:
+            run = self._start(held, spool_name)
+            if run is None:
+                return
+            self._wait(held, run, waker)
+            if self._stopping.is_set():
+                return  # killed because the worker stops: the server requeues it
+            self._deliver(held, run)
+        except _Stopped:
+            return
+        except GoqError as exc:
+            self._fail(exc)
+        except Exception as exc:  # a bug must not leave a run held for ever
+            self._fail(GoqError(f"worker failed running job {held.job.jobid}: {exc!r}"))
+
+    def _start(self, held: _Run, spool_name: str) -> JobRun | None:
+        job = held.job
+        with held.lock:
+            if self._stopping.is_set():
+                return None
+            run = JobRun.start(
+                job,
+                self.home,
+                self._spool,
+                spool_name,
+                env_extra=self._job_env(job),
+                affinity=held.cores,
+            )
+            held.run = run
         if run.pgid:
             self._guardian.watch(run.pgid)
-        with self._lock:
-            self.current = running
+        return run
+
+    def _job_env(self, job: Job) -> dict[str, str]:
+        """What goq adds to a job's environment: GOQ_CPUS; GOQ_GPUS and CUDA_VISIBLE_DEVICES,
+        its GPUs when it asked for some, and empty when this worker manages GPUs and it asked
+        for none (so that it cannot use a GPU another job holds)."""
+        env = {"GOQ_CPUS": str(job.cpus)}
+        if job.gpus > 0:
+            env["GOQ_GPUS"] = env["CUDA_VISIBLE_DEVICES"] = job.gpu_ids
+        elif self.offer.gpus > 0:
+            env["GOQ_GPUS"] = env["CUDA_VISIBLE_DEVICES"] = ""
+        return env
+
+    def _wait(self, held: _Run, run: JobRun, waker: _Waker) -> None:
+        """Until the job's main process ends, or a kill is asked for; then clear its group."""
+        pidfd = run.fileno()
+        fds = [waker.fileno(), pidfd] if pidfd >= 0 else [waker.fileno()]
         try:
-            self._wait_job(running)
+            while run.poll() is None:
+                if held.kill:
+                    run.kill()
+                    return
+                select.select(fds, [], [], 1.0 if pidfd >= 0 else 0.05)
         finally:
             if run.pgid:
                 run.kill(grace=0.2)  # clears anything the job left running in its group
                 self._guardian.unwatch(run.pgid)
-            with self._lock:
-                self.current = None
-        return run
 
-    def _wait_job(self, running: _Running) -> None:
-        run = running.run
-        pidfd = run.fileno()
-        while run.poll() is None:
-            if running.kill:
-                run.kill()
-                return
-            if pidfd >= 0:
-                select.select([pidfd, self._wake_r], [], [], 1.0)
-            else:
-                select.select([self._wake_r], [], [], 0.05)
-            self._drain_wake()
-
-    def _result(self, run: JobRun) -> Message:
-        """Send all but the last chunk of output; return the RESULT carrying the last chunk
-        (which also asks for the next job unless oneshot)."""
-        job = run.job
-        size = run.output_size()
-        offset = 0
-        while size - offset > CHUNK:
-            chunk = run.read_output(offset, CHUNK)
-            reply = self._call(self._about(job, Kind.OUTPUT, offset=offset, data=chunk), False)
-            offset += len(chunk)
-            if reply.text == "stale":
-                offset = size  # the server does not want this run's output
-                break
-        last = run.read_output(offset, CHUNK) if offset < size else b""
-        outcome = run.outcome()
-        outcome.env = []
-        outcome.args = []
-        wait_ms = 0 if self.oneshot else self.hold_ms
-        return self._about(
-            job, Kind.RESULT, offset=offset, data=last, jobs=[outcome], wait_ms=wait_ms
-        )
+    def _deliver(self, held: _Run, run: JobRun) -> None:
+        """Send the output (all but the last chunk as OUTPUT) and the RESULT until the server
+        answers; then the run is no longer held."""
+        job = held.job
+        conn = self._borrow()
+        try:
+            size = run.output_size()
+            offset = 0
+            while size - offset > CHUNK:
+                chunk = run.read_output(offset, CHUNK)
+                msg = self._about(job, Kind.OUTPUT, offset=offset, data=chunk)
+                reply, conn = self._send(conn, msg)
+                offset += len(chunk)
+                if reply.text == "stale":
+                    offset = size  # the server does not want this run's output
+                    break
+            last = run.read_output(offset, CHUNK) if offset < size else b""
+            outcome = run.outcome()
+            outcome.env = []
+            outcome.args = []
+            result = self._about(
+                job, Kind.RESULT, offset=offset, data=last, jobs=[outcome], wait_ms=0
+            )
+            refusals = 0
+            while True:
+                reply, conn = self._send(conn, result)
+                if reply.kind != Kind.ERROR:
+                    break
+                refusals += 1
+                self.log(f"goq worker: server refused the result of job {job.jobid}: {reply.text}")
+                if refusals >= RESULT_REFUSALS:
+                    break  # give up on it rather than hold the run for ever
+                self._pause(PAUSE)
+        finally:
+            self._give_back(conn)
+        if size > CHUNK:
+            run.discard_output()  # a small one is left to be truncated by the next run
+        with self._lock:
+            del self._runs[held.key]
+            if held.cores:
+                self._free_cores = sorted((*self._free_cores, *held.cores))
+            self.jobs_done += 1
+            left = len(self._runs)
+        if self.oneshot and not left:
+            self.stop("oneshot: one job done")
 
     def _about(self, job: Job, kind: Kind, **fields) -> Message:
-        """A message from this worker about its run of `job` (OUTPUT, RESULT, HEARTBEAT)."""
+        """A message from this worker about its run of `job` (OUTPUT, RESULT)."""
         return Message(
             kind,
-            workerid=self.workerid,
+            workerid=self.name,
             host=self.host,
             jobid=job.jobid,
             attempt=job.attempt,
@@ -238,28 +502,37 @@ class Worker:
     # ------------------------------------------------------------------------------ heartbeats
 
     def _heartbeats(self) -> None:
-        """While a job runs: a held HEARTBEAT at all times after the first FIRST_HEARTBEAT s."""
+        """While a run has been held FIRST_HEARTBEAT s: one HEARTBEAT held at all times,
+        listing every run held."""
         hold = self.hold_ms / 1000
         while not self._stopping.is_set():
             with self._lock:
-                running = self.current
-            if running is None:
-                self._stopping.wait(0.05)
+                if not self._runs:
+                    self._busy.clear()  # _take sets it again, under the lock
+                    runs = []
+                else:
+                    due = min(h.held_since for h in self._runs.values()) + FIRST_HEARTBEAT
+                    runs = [Job(jobid=jobid, attempt=attempt) for jobid, attempt in self._runs]
+            if not runs:
+                self._busy.wait()
                 continue
-            job = running.run.job
-            started = time.monotonic()
-            while time.monotonic() - started < FIRST_HEARTBEAT:
-                if self._stopping.wait(0.02) or self.current is not running:
-                    break
-            # exit_status, not poll(): only the main thread reaps the job (poll() closes the
-            # pidfd the main thread is waiting on in select)
-            if self.current is not running or running.run.exit_status is not None:
+            wait = due - time.monotonic()
+            if wait > 0:
+                self._stopping.wait(wait)  # and look again: the runs may be gone by then
                 continue
-            beat = self._about(job, Kind.HEARTBEAT, wait_ms=self.hold_ms)
+            beat = Message(
+                Kind.HEARTBEAT,
+                workerid=self.name,
+                host=self.host,
+                jobid=runs[0].jobid,
+                attempt=runs[0].attempt,
+                wait_ms=self.hold_ms,
+                jobs=runs,
+            )
             try:
                 reply = self._request(self._hb_conn, beat, hold + self.send_timeout)
             except TransportError:
-                # server away (the job keeps running); a fresh connection avoids waiting out
+                # server away (the jobs keep running); a fresh connection avoids waiting out
                 # TCP's retransmit back-off on a link that was cut
                 self._hb_conn = self._redial(self._hb_conn)
                 self._stopping.wait(0.2)
@@ -268,44 +541,79 @@ class Worker:
                 self.log(f"goq worker: heartbeat refused: {exc}")
                 self._stopping.wait(1.0)
                 continue
-            if reply.kind == Kind.KILL and reply.jobid == job.jobid:
-                running.kill = True
-                self._wake()
+            if reply.kind == Kind.KILL:
+                self._kill(reply)
             elif reply.kind == Kind.EXIT:
                 self.stop("told to exit by the server (immolateworkers)")
             elif reply.kind in (Kind.GOING_AWAY, Kind.ERROR):
-                self._stopping.wait(0.5)
+                self._stopping.wait(PAUSE)
+
+    def _kill(self, reply: Message) -> None:
+        """KILL: the runs named in `jobs` (or by jobid, attempt; attempt 0: any attempt)."""
+        targets = reply.jobs or [Job(jobid=reply.jobid, attempt=reply.attempt)]
+        with self._lock:
+            runs = list(self._runs.values())
+        for target in targets:
+            for held in runs:
+                job = held.job
+                if job.jobid == target.jobid and target.attempt in (0, job.attempt):
+                    held.request_kill()
 
     # ------------------------------------------------------------------------------ requests
 
-    def _call(self, msg: Message, hold: bool) -> Message:
-        """Send on the main connection until answered, backing off while the server is away;
-        a stop ends the wait. After a timeout the connection is made afresh, so that copies
-        queued on a dead link are dropped rather than delivered in a burst when it heals."""
+    def _send(self, conn: ClientEnd, msg: Message) -> tuple[Message, ClientEnd]:
+        """Send `msg` on `conn` until a server answers (GOING_AWAY is no answer: the next
+        server gets it), backing off while it is away; a stop ends the wait. After a timeout
+        the connection is made afresh, so that copies queued on a dead link are dropped rather
+        than delivered in a burst when it heals. Returns the reply and the connection now in
+        use."""
         backoff = 0.05
-        timeout = self.send_timeout + (self.hold_ms / 1000 if hold else 0)
-        warned = False
         while True:
             if self._stopping.is_set():
                 raise _Stopped
             try:
-                return self._request(self._conn, msg, timeout)
+                reply = self._request(conn, msg, self.send_timeout)
             except TransportError as exc:
-                self._conn = self._redial(self._conn)
-                if not warned:
-                    where = self.settings.address
-                    self.log(f"goq worker: server at {where} not answering ({exc}); retrying")
-                    warned = True
+                conn = self._redial(conn)
+                self._warn_away(exc)
                 self._pause(backoff)
                 # at most a quarter heartbeat apart: a restarted server gives the jobs it finds
                 # running 2 heartbeats to be heard of, and this may be a finished job's result
                 backoff = min(backoff * 2, MAX_BACKOFF, self.hold_ms / 4000)
+                continue
+            if reply.kind == Kind.GOING_AWAY:
+                self._pause(PAUSE)
+                continue
+            return reply, conn
 
-    def _redial(self, conn: ClientEnd) -> ClientEnd:
-        conn.close()
+    def _warn_away(self, exc: Exception) -> None:
+        if not self._away:
+            self._away = True
+            where = self.settings.address
+            self.log(f"goq worker: server at {where} not answering ({exc}); retrying")
+
+    def _borrow(self) -> ClientEnd:
+        with self._pool_lock:
+            if self._pool:
+                return self._pool.pop()
+        assert self._transport is not None
         return self._transport.dial(self.settings.address)
 
-    def _request(self, conn: ClientEnd, msg: Message, timeout: float) -> Message:
+    def _give_back(self, conn: ClientEnd) -> None:
+        with self._pool_lock:
+            if not self._stopping.is_set():
+                self._pool.append(conn)
+                return
+        conn.close()
+
+    def _redial(self, conn: ClientEnd | None) -> ClientEnd:
+        if conn is not None:
+            conn.close()
+        assert self._transport is not None
+        return self._transport.dial(self.settings.address)
+
+    def _request(self, conn: ClientEnd | None, msg: Message, timeout: float) -> Message:
+        assert conn is not None
         frame = conn.request(self.wire.pack(msg), timeout)
         text = error_text(frame)
         if text is not None:
@@ -320,16 +628,3 @@ class Worker:
 
     def _pause(self, seconds: float) -> None:
         self._stopping.wait(seconds)
-
-    def _wake(self) -> None:
-        try:
-            os.write(self._wake_w, b"x")
-        except (BlockingIOError, OSError):
-            return
-
-    def _drain_wake(self) -> None:
-        try:
-            while os.read(self._wake_r, 4096):
-                pass
-        except BlockingIOError:
-            return

@@ -1,0 +1,439 @@
+"""The worker runtime with several slots, against a fake server on the memory transport: jobs
+handed together run at once, each with its GOQ_CPUS / GOQ_GPUS / CUDA_VISIBLE_DEVICES; the
+REQUEST_WORK carries the offer and every run held; one heartbeat lists every run; KILL of one
+run kills only that one; results are re-sent until acknowledged, across a server restart.
+
+The fake server answers what the test says (a rule per kind, or by hand), so each step of the
+protocol (goq_core.messages) is checked as the worker speaks it. Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from goq_core.config import Settings
+from goq_core.messages import Job, Kind, Message
+from goq_core.plugins import Plugins
+from goq_core.roles import worker as worker_module
+from goq_core.roles.jobrun import group_alive
+from goq_core.roles.offer import make_offer
+from goq_core.roles.worker import Worker
+from goq_core.wire import Wire
+from tests.support import in_thread, wait_for
+
+HEARTBEAT_SEC = 0.5  # the worker holds requests this long
+SEND_TIMEOUT_MS = 300  # and waits this much more for an answer
+LONG = 10.0  # seconds: a bound never reached when all is well
+PATH = "PATH=/usr/local/bin:/usr/bin:/bin"
+Rule = Callable[[Message], "Message | None"]
+
+
+class FakeServer:
+    """A goq server stand-in: every request is logged; a rule for its kind may answer it at
+    once, else it waits in the inbox until the test takes it (`expect`) and answers it."""
+
+    def __init__(self, plugins: Plugins, address: str, wire: Wire) -> None:
+        self.wire = wire
+        self.end = plugins.transport("memory").listen(address)
+        self.rules: dict[Kind, Rule] = {Kind.OUTPUT: lambda m: Message(Kind.ACK)}
+        self.log: list[Message] = []
+        self._inbox: list[tuple[object, Message]] = []
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            got = self.end.recv(0.02)
+            if got is None:
+                continue
+            peer, frame = got
+            msg = self.wire.unpack(frame)
+            rule = self.rules.get(msg.kind)
+            reply = rule(msg) if rule is not None else None
+            with self._cond:
+                self.log.append(msg)
+                if reply is None:
+                    self._inbox.append((peer, msg))
+                self._cond.notify_all()
+            if reply is not None:
+                self.answer(peer, msg, reply)
+
+    def expect(
+        self, kind: Kind, where: Callable[[Message], bool] = lambda m: True, within: float = LONG
+    ) -> tuple[object, Message]:
+        """The oldest unanswered request of `kind` that `where` accepts (taken from the inbox);
+        older ones of that kind that it does not accept are dropped (the worker gave up on
+        them)."""
+        deadline = time.monotonic() + within
+        with self._cond:
+            while True:
+                for i, (peer, msg) in enumerate(self._inbox):
+                    if msg.kind == kind and where(msg):
+                        del self._inbox[i]
+                        return peer, msg
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    kinds = [m.kind.name for _, m in self._inbox]
+                    pytest.fail(f"no {kind.name} as wanted within {within} s (inbox: {kinds})")
+                self._cond.wait(left)
+
+    def latest(self, kind: Kind) -> tuple[object, Message]:
+        """The newest unanswered request of `kind` (waiting for one); older ones are dropped."""
+        self.expect(kind)  # at least one
+        with self._cond:
+            mine = [(p, m) for p, m in self._inbox if m.kind == kind]
+            self._inbox = [(p, m) for p, m in self._inbox if m.kind != kind]
+        return mine[-1] if mine else self.expect(kind)
+
+    def answer(self, peer: object, msg: Message, reply: Message) -> bool:
+        reply.reply_to = msg.nonce
+        return self.end.reply(peer, self.wire.pack(reply))
+
+    def sent(self, kind: Kind) -> list[Message]:
+        with self._cond:
+            return [m for m in self.log if m.kind == kind]
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(LONG)
+        self.end.close()
+
+
+class Rig:
+    """One fake server and the workers started against it (stopped at teardown)."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.home = tmp / "home"
+        self.home.mkdir()
+        self.plugins = Plugins()
+        self.key = os.urandom(32)
+        self.settings = Settings(
+            home=str(self.home),
+            jserv_port=1776,
+            transport="memory",
+            codec="raw",
+            cipher="none",
+            heartbeat_sec=HEARTBEAT_SEC,
+            sendtimeout_ms=SEND_TIMEOUT_MS,
+        )
+        self.wire = Wire(self.plugins.codec("raw"), self.plugins.cipher("none", self.key))
+        self.server = FakeServer(self.plugins, self.settings.address, self.wire)
+        self.workers: list[tuple[Worker, threading.Thread, list]] = []
+
+    def worker(self, **kw) -> Worker:
+        w = Worker(self.settings, self.key, self.plugins, log=lambda line: None, **kw)
+        thread, out = in_thread(w.run)
+        self.workers.append((w, thread, out))
+        return w
+
+    def outcome(self, w: Worker) -> object:
+        """What w.run() returned (or raised), once it has."""
+        for mine, thread, out in self.workers:
+            if mine is w:
+                thread.join(LONG)
+                assert not thread.is_alive(), "worker did not stop"
+                return out[0]
+        raise AssertionError("not a worker of this rig")
+
+    def restart_server(self, down_for: float) -> None:
+        self.server.close()
+        time.sleep(down_for)
+        self.server = FakeServer(self.plugins, self.settings.address, self.wire)
+
+    def close(self) -> None:
+        for w, thread, _ in self.workers:
+            w.stop("test over")
+            thread.join(LONG)
+        self.server.close()
+
+
+@pytest.fixture
+def rig(tmp_path) -> Iterator[Rig]:
+    r = Rig(tmp_path)
+    try:
+        yield r
+    finally:
+        r.close()
+
+
+def job(jobid: int, script: str, tmp: Path, attempt: int = 1, **kw) -> Job:
+    """A shell job in `tmp` that records its pid as pid.<jobid> and its environment as
+    env.<jobid> before running `script`."""
+    line = f"echo $$ > pid.{jobid}.tmp && mv pid.{jobid}.tmp pid.{jobid}; env > env.{jobid}; "
+    return Job(
+        jobid=jobid,
+        attempt=attempt,
+        cmd=line + script,
+        shell=True,
+        dir=str(tmp),
+        env=[PATH, *kw.pop("env", [])],
+        **kw,
+    )
+
+
+def pid_of(tmp: Path, jobid: int) -> int:
+    path = tmp / f"pid.{jobid}"
+    wait_for(path.exists, LONG, f"job {jobid} to start")
+    return int(path.read_text())
+
+
+def env_of(tmp: Path, jobid: int) -> dict[str, str]:
+    path = tmp / f"env.{jobid}"
+    wait_for(lambda: path.exists() and path.stat().st_size > 0, LONG, f"env of job {jobid}")
+    time.sleep(0.05)  # env has finished writing
+    return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+
+
+def runs(msg: Message) -> list[tuple[int, int]]:
+    """The (jobid, attempt) of the runs a REQUEST_WORK or HEARTBEAT lists."""
+    listed = msg.jobs[1:] if msg.kind == Kind.REQUEST_WORK else msg.jobs
+    return [(j.jobid, j.attempt) for j in listed]
+
+
+WAIT_RELEASE = "while [ ! -e release ]; do sleep 0.01; done; echo done $GOQ_CPUS"
+
+
+# --- the offer and the runs list ------------------------------------------------------------------
+
+
+def test_two_jobs_on_a_2_cpu_worker_run_at_once_and_one_heartbeat_lists_both(rig):
+    tmp = rig.tmp
+    offer = make_offer(cpus=2, mem=1 << 30, gpu_ids=["0", "1"], resources={"license": 2})
+    w = rig.worker(offer=offer, name="node7")
+    srv = rig.server
+
+    peer, ask = srv.expect(Kind.REQUEST_WORK)
+    assert ask.workerid == "node7" and ask.host and ask.wait_ms == 500 and ask.count == 0
+    sent = ask.jobs[0]
+    assert (sent.jobid, sent.cpus, sent.mem, sent.gpus, sent.gpu_ids) == (0, 2, 1 << 30, 2, "0,1")
+    assert sent.resources == {"license": 2} and sent.workerid == w.token
+    assert runs(ask) == []
+
+    a = job(1, WAIT_RELEASE, tmp, gpus=1, gpu_ids="1")
+    b = job(2, WAIT_RELEASE, tmp, env=["CUDA_VISIBLE_DEVICES=0,1", "GOQ_GPUS=x"])
+    srv.answer(peer, ask, Message(Kind.JOB, jobid=1, attempt=1, jobs=[a, b]))
+
+    # the next request, sent at once, lists both runs; both run at the same time
+    peer2, ask2 = srv.expect(Kind.REQUEST_WORK, within=1.0)
+    assert runs(ask2) == [(1, 1), (2, 1)] and ask2.jobs[0].workerid == w.token
+    pid_a, pid_b = pid_of(tmp, 1), pid_of(tmp, 2)
+    assert group_alive(pid_a) and group_alive(pid_b)
+
+    env_a, env_b = env_of(tmp, 1), env_of(tmp, 2)
+    assert (env_a["GOQ_CPUS"], env_a["GOQ_GPUS"], env_a["CUDA_VISIBLE_DEVICES"]) == ("1", "1", "1")
+    # a CPU job on a worker that manages GPUs sees none, whatever its submitter had
+    assert (env_b["GOQ_CPUS"], env_b["GOQ_GPUS"], env_b["CUDA_VISIBLE_DEVICES"]) == ("1", "", "")
+
+    # one heartbeat, after FIRST_HEARTBEAT, covers both runs
+    hb_peer, beat = srv.expect(Kind.HEARTBEAT, within=2.0)
+    assert beat.workerid == "node7" and beat.wait_ms == 500
+    assert runs(beat) == [(1, 1), (2, 1)] and (beat.jobid, beat.attempt) == (1, 1)
+
+    (tmp / "release").touch()
+    srv.rules[Kind.RESULT] = lambda m: Message(Kind.ACK)
+    wait_for(lambda: len(srv.sent(Kind.RESULT)) == 2, LONG, "both results")
+    results = {m.jobid: m for m in srv.sent(Kind.RESULT)}
+    for jobid in (1, 2):
+        result = results[jobid]
+        assert result.wait_ms == 0 and result.workerid == "node7" and result.attempt == 1
+        assert result.jobs[0].exit_status == 0 and result.data == b"done 1\n"
+        assert result.jobs[0].env == [] and result.jobs[0].out_bytes == len(b"done 1\n")
+    wait_for(lambda: w.held() == [], LONG, "the runs to be let go once acknowledged")
+    assert w.jobs_done == 2
+
+    # once acknowledged, runs are no longer listed; EXIT stops the worker
+    peer3, ask3 = srv.expect(Kind.REQUEST_WORK, where=lambda m: runs(m) == [])
+    srv.answer(peer3, ask3, Message(Kind.EXIT))
+    assert "told to exit" in rig.outcome(w)
+    assert not os.path.exists(w._spool)  # the spool goes with the worker
+
+
+def test_kill_of_one_run_kills_only_that_one_and_its_result_is_still_sent(rig):
+    tmp = rig.tmp
+    w = rig.worker(offer=make_offer(cpus=2))
+    srv = rig.server
+    peer, ask = srv.expect(Kind.REQUEST_WORK)
+    a = job(1, "sleep 100 & " + WAIT_RELEASE, tmp)
+    b = job(2, "sleep 100 & " + WAIT_RELEASE, tmp)
+    srv.answer(peer, ask, Message(Kind.JOB, jobs=[a, b]))
+    pid_a, pid_b = pid_of(tmp, 1), pid_of(tmp, 2)
+
+    hb_peer, beat = srv.expect(Kind.HEARTBEAT, within=2.0)
+    assert runs(beat) == [(1, 1), (2, 1)]
+    srv.answer(hb_peer, beat, Message(Kind.KILL, jobs=[Job(jobid=2, attempt=1)]))
+    wait_for(lambda: not group_alive(pid_b), 2.0, "job 2's whole group to die")
+    assert group_alive(pid_a)
+
+    # its result still goes out (the server will count it stale); job 1 runs on
+    _, result = srv.expect(Kind.RESULT, lambda m: m.jobid == 2, within=3.0)
+    assert result.jobs[0].exit_status < 0  # killed by a signal
+    srv.rules[Kind.RESULT] = lambda m: Message(Kind.ACK, text="stale")
+    wait_for(lambda: w.held() == [(1, 1)], LONG, "run 2 to be let go")
+    # (the heartbeat sent right after KILL still listed both; the next one lists run 1 only)
+    hb_peer2, beat2 = srv.expect(Kind.HEARTBEAT, lambda m: runs(m) == [(1, 1)], within=3.0)
+    assert group_alive(pid_a)
+
+    # a server that names only jobid (attempt 0) kills every attempt of that job
+    srv.answer(hb_peer2, beat2, Message(Kind.KILL, jobid=1))
+    wait_for(lambda: not group_alive(pid_a), 2.0, "job 1 to die")
+    wait_for(lambda: w.held() == [], LONG, "run 1 to be let go")
+
+
+def test_results_are_resent_until_acknowledged_even_across_a_server_restart(rig):
+    tmp = rig.tmp
+    w = rig.worker()
+    srv = rig.server
+    peer, ask = srv.expect(Kind.REQUEST_WORK)
+    srv.answer(peer, ask, Message(Kind.JOB, jobs=[job(5, "echo out", tmp, attempt=3)]))
+
+    # not answered: sent again after the send timeout, each copy a fresh message
+    _, first = srv.expect(Kind.RESULT)
+    _, second = srv.expect(Kind.RESULT, within=2.0)
+    assert (second.jobid, second.attempt) == (first.jobid, first.attempt) == (5, 3)
+    assert second.nonce != first.nonce and second.data == first.data == b"out\n"
+    assert w.held() == [(5, 3)]
+    # still listed as held while its result is not acknowledged
+    _, ask2 = srv.expect(Kind.REQUEST_WORK, lambda m: runs(m) == [(5, 3)], within=2.0)
+
+    # a server going away answers GOING_AWAY: that is no acknowledgement either
+    srv.rules[Kind.RESULT] = lambda m: Message(Kind.GOING_AWAY)
+    wait_for(lambda: len(srv.sent(Kind.RESULT)) >= 4, LONG, "more copies")
+    assert w.held() == [(5, 3)]
+
+    rig.restart_server(down_for=0.5)
+    srv = rig.server
+    srv.rules[Kind.RESULT] = lambda m: Message(Kind.ACK)
+    wait_for(lambda: srv.sent(Kind.RESULT), LONG, "the result at the new server")
+    assert srv.sent(Kind.RESULT)[0].jobs[0].exit_status == 0
+    wait_for(lambda: w.held() == [], LONG, "the run to be let go")
+    _, ask3 = srv.expect(Kind.REQUEST_WORK, lambda m: runs(m) == [])
+    assert w.jobs_done == 1
+
+
+def test_a_plain_worker_offers_one_cpu_and_leaves_cuda_alone(rig):
+    tmp = rig.tmp
+    w = rig.worker()
+    srv = rig.server
+    peer, ask = srv.expect(Kind.REQUEST_WORK)
+    offer = ask.jobs[0]
+    assert (offer.jobid, offer.cpus, offer.gpus, offer.gpu_ids, offer.mem) == (0, 1, 0, "", 0)
+    assert w.name.startswith(f"{w.host}-") and len(w.name) == len(w.host) + 5
+    assert ask.workerid == w.name
+    # a server that sets the attempt only on the message (as the one-slot kernel did)
+    handed = job(1, "true", tmp, attempt=0, env=["CUDA_VISIBLE_DEVICES=3"])
+    srv.rules[Kind.RESULT] = lambda m: Message(Kind.ACK)
+    srv.answer(peer, ask, Message(Kind.JOB, jobid=1, attempt=2, jobs=[handed]))
+    env = env_of(tmp, 1)
+    assert env["GOQ_CPUS"] == "1" and env["CUDA_VISIBLE_DEVICES"] == "3" and "GOQ_GPUS" not in env
+    wait_for(lambda: srv.sent(Kind.RESULT), LONG, "the result")
+    assert srv.sent(Kind.RESULT)[0].attempt == 2
+
+
+def test_a_job_handed_again_while_it_runs_is_not_started_twice(rig):
+    """A JOB reply that was lost is handed again on the next request: a run the worker
+    already holds is kept, not started a second time."""
+    tmp = rig.tmp
+    w = rig.worker(offer=make_offer(cpus=2))
+    srv = rig.server
+    peer, ask = srv.expect(Kind.REQUEST_WORK)
+    a = job(1, "echo x >> starts; " + WAIT_RELEASE, tmp)
+    srv.answer(peer, ask, Message(Kind.JOB, jobs=[a]))
+    peer2, ask2 = srv.expect(Kind.REQUEST_WORK, within=1.0)
+    assert runs(ask2) == [(1, 1)]
+    srv.answer(peer2, ask2, Message(Kind.JOB, jobs=[job(1, "echo x >> starts", tmp)]))
+    _, ask3 = srv.expect(Kind.REQUEST_WORK, within=1.0)
+    assert runs(ask3) == [(1, 1)]
+    time.sleep(0.2)
+    assert (tmp / "starts").read_text() == "x\n"
+    assert w.held() == [(1, 1)]
+
+
+def test_oneshot_asks_for_one_job_and_exits_once_its_result_is_acknowledged(rig):
+    tmp = rig.tmp
+    w = rig.worker(oneshot=True)
+    srv = rig.server
+    peer, ask = srv.expect(Kind.REQUEST_WORK)
+    assert ask.count == 1
+    srv.rules[Kind.RESULT] = lambda m: Message(Kind.ACK)
+    srv.answer(peer, ask, Message(Kind.JOB, jobs=[job(1, "sleep 0.3", tmp)]))
+    assert rig.outcome(w) == "oneshot: one job done"
+    assert len(srv.sent(Kind.REQUEST_WORK)) == 1 and len(srv.sent(Kind.RESULT)) == 1
+    assert w.jobs_done == 1
+
+
+def test_stop_kills_every_run_and_sends_no_result(rig):
+    tmp = rig.tmp
+    w = rig.worker(offer=make_offer(cpus=3))
+    srv = rig.server
+    peer, ask = srv.expect(Kind.REQUEST_WORK)
+    jobs = [job(i, "trap '' TERM; sleep 100 & " + WAIT_RELEASE, tmp) for i in (1, 2, 3)]
+    srv.answer(peer, ask, Message(Kind.JOB, jobs=jobs))
+    pids = [pid_of(tmp, i) for i in (1, 2, 3)]
+    t0 = time.monotonic()
+    w.stop("signal SIGTERM")
+    assert rig.outcome(w) == "signal SIGTERM"
+    assert time.monotonic() - t0 < 3.0
+    assert not any(group_alive(p) for p in pids)
+    assert srv.sent(Kind.RESULT) == []
+
+
+def test_exit_on_the_heartbeat_stops_the_worker_and_its_runs(rig):
+    tmp = rig.tmp
+    w = rig.worker(offer=make_offer(cpus=2))
+    srv = rig.server
+    peer, ask = srv.expect(Kind.REQUEST_WORK)
+    srv.answer(peer, ask, Message(Kind.JOB, jobs=[job(1, WAIT_RELEASE, tmp)]))
+    pid = pid_of(tmp, 1)
+    hb_peer, beat = srv.expect(Kind.HEARTBEAT, within=2.0)
+    srv.answer(hb_peer, beat, Message(Kind.EXIT))
+    assert "told to exit" in rig.outcome(w)
+    assert not group_alive(pid)
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+    reason="needs 2 cores",
+)
+def test_bind_pins_each_run_to_its_own_cores(rig):
+    tmp = rig.tmp
+    allowed = os.sched_getaffinity(0)
+    w = rig.worker(offer=make_offer(cpus=2), bind=True)
+    srv = rig.server
+    peer, ask = srv.expect(Kind.REQUEST_WORK)
+    show = "grep Cpus_allowed_list /proc/self/status; " + WAIT_RELEASE
+    srv.answer(peer, ask, Message(Kind.JOB, jobs=[job(1, show, tmp), job(2, show, tmp)]))
+    srv.rules[Kind.RESULT] = lambda m: Message(Kind.ACK)
+    pid_of(tmp, 1), pid_of(tmp, 2)
+    (tmp / "release").touch()
+    wait_for(lambda: len(srv.sent(Kind.RESULT)) == 2, LONG, "both results")
+    cores = []
+    for result in srv.sent(Kind.RESULT):
+        line = result.data.decode().splitlines()[0]
+        cores.append(line.split(":")[1].strip())
+    assert sorted(cores) == sorted(str(c) for c in sorted(allowed)[:2])
+    assert os.sched_getaffinity(0) == allowed  # the worker's own threads are not pinned
+    wait_for(lambda: w._free_cores == sorted(allowed), LONG, "the cores to be given back")
+
+
+def test_first_heartbeat_waits_for_a_run_to_be_held_a_while(rig, monkeypatch):
+    """Short jobs need no heartbeat at all (as with one slot)."""
+    tmp = rig.tmp
+    w = rig.worker()
+    srv = rig.server
+    srv.rules[Kind.RESULT] = lambda m: Message(Kind.ACK)
+    for jobid in (1, 2, 3):
+        peer, ask = srv.expect(Kind.REQUEST_WORK, lambda m: runs(m) == [])
+        srv.answer(peer, ask, Message(Kind.JOB, jobs=[job(jobid, "true", tmp)]))
+        wait_for(lambda n=jobid: len(srv.sent(Kind.RESULT)) == n, LONG, "the result")
+    assert srv.sent(Kind.HEARTBEAT) == []
+    assert len(os.listdir(w._spool)) <= 2  # spool files are reused, not one per run
+    assert worker_module.FIRST_HEARTBEAT == 0.2
