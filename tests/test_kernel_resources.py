@@ -296,3 +296,17 @@ def test_out_of_range_requests_are_refused_at_the_front_door(d: Driver, fields, 
 def test_an_offer_with_repeated_gpu_ids_is_refused(d: Driver) -> None:
     reply = one_reply(ask(d, "g", offer(gpus="0,0")), "g")
     assert reply.kind == Kind.ERROR and "GPU ids" in reply.text
+
+
+def test_a_result_that_asks_for_more_is_the_workers_ask_and_leaves_other_runs_alone(
+    d: Driver,
+) -> None:
+    a, b, c = submit(d, 3)
+    handed(ask(d, "w", offer(cpus=2)), "w")  # a and b run; the worker asks no more while full
+    result = Message(
+        Kind.RESULT, workerid="w", jobid=a, attempt=1, wait_ms=1000, jobs=[Job(jobid=a)]
+    )
+    out = d.send(result, "res")
+    reply = one_reply(out, "res")
+    assert reply.kind == Kind.JOB and [j.jobid for j in reply.jobs] == [c]  # not b again
+    assert d.kernel.running[b].attempt == 1 and d.kernel.running[c].workerid == "w"

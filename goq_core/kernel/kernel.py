@@ -381,6 +381,10 @@ class Kernel:
         if lost:  # our JOB reply went to a request it gave up on: hand the same runs again
             out.append(Reply(peer, self._job_message(lost, msg.nonce)))
             return
+        self._ask(worker, msg, peer, now, out)
+
+    def _ask(self, worker: Worker, msg: Message, peer: Hashable, now: float, out: list) -> None:
+        """Make this request the worker's held ask for work and fill it with what fits now."""
         held = self._hold(peer, msg, Kind.REQUEST_WORK, now)
         held.workerid = worker.workerid
         held.max_jobs = msg.count
@@ -448,8 +452,14 @@ class Kernel:
             self._end(job, "finish", out)
         if not worker.runs:
             self._release(worker, "beat", out, Kind.ACK)  # nothing left to beat for
-        if msg.wait_ms > 0:  # and it wants more work: same as REQUEST_WORK
-            self._on_request_work(msg, peer, now, out)
+        if msg.wait_ms > 0:  # and it wants more work: this is its ask now (a RESULT lists no
+            if worker.doomed:  # runs: a lost dispatch shows in its next REQUEST_WORK)
+                self._exit(worker, peer, msg.nonce, out)
+                return
+            if worker.offer is None:
+                self._set_offer(worker, None)
+            self._release(worker, "ask", out)
+            self._ask(worker, msg, peer, now, out)
         else:
             out.append(Reply(peer, Message(Kind.ACK, reply_to=msg.nonce)))
             self._fill(worker, now, out)
