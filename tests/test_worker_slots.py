@@ -1,7 +1,9 @@
 """The worker runtime with several slots, against a fake server on the memory transport: jobs
 handed together run at once, each with its GOQ_CPUS / GOQ_GPUS / CUDA_VISIBLE_DEVICES; the
 REQUEST_WORK carries the offer and every run held; one heartbeat lists every run; KILL of one
-run kills only that one; results are re-sent until acknowledged, across a server restart.
+run kills only that one; results are re-sent until acknowledged, across a server restart. A
+worker asks for work only while it has room and no ask is out: the RESULT of a run that ends
+is the ask when it can be (the server answers it JOB or, once its hold ends, NOTHING_YET).
 
 The fake server answers what the test says (a rule per kind, or by hand), so each step of the
 protocol (goq_core.messages) is checked as the worker speaks it. Every wait is bounded.
@@ -96,6 +98,12 @@ class FakeServer:
     def answer(self, peer: object, msg: Message, reply: Message) -> bool:
         reply.reply_to = msg.nonce
         return self.end.reply(peer, self.wire.pack(reply))
+
+    def answer_newest(self, peer: object, msg: Message, reply: Message) -> None:
+        """Answer `msg`, or, when the worker gave up on it and sent it again, its newest copy."""
+        if not self.answer(peer, msg, reply):
+            peer, msg = self.latest(msg.kind)
+            assert self.answer(peer, msg, reply), "the worker gave up on the copy as well"
 
     def sent(self, kind: Kind) -> list[Message]:
         with self._cond:
@@ -193,6 +201,12 @@ def env_of(tmp: Path, jobid: int) -> dict[str, str]:
     return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
 
 
+def ack(msg: Message) -> Message:
+    """What the kernel answers a RESULT when no job waits: ACK, or, when the RESULT asks for
+    work (wait_ms > 0), NOTHING_YET once its hold ends (here at once)."""
+    return Message(Kind.NOTHING_YET if msg.wait_ms > 0 else Kind.ACK)
+
+
 def runs(msg: Message) -> list[tuple[int, int]]:
     """The (jobid, attempt) of the runs a REQUEST_WORK or HEARTBEAT lists."""
     listed = msg.jobs[1:] if msg.kind == Kind.REQUEST_WORK else msg.jobs
@@ -222,9 +236,7 @@ def test_two_jobs_on_a_2_cpu_worker_run_at_once_and_one_heartbeat_lists_both(rig
     b = job(2, WAIT_RELEASE, tmp, env=["CUDA_VISIBLE_DEVICES=0,1", "GOQ_GPUS=x"])
     srv.answer(peer, ask, Message(Kind.JOB, jobid=1, attempt=1, jobs=[a, b]))
 
-    # the next request, sent at once, lists both runs; both run at the same time
-    peer2, ask2 = srv.expect(Kind.REQUEST_WORK, within=1.0)
-    assert runs(ask2) == [(1, 1), (2, 1)] and ask2.jobs[0].workerid == w.token
+    # both run at the same time
     pid_a, pid_b = pid_of(tmp, 1), pid_of(tmp, 2)
     assert group_alive(pid_a) and group_alive(pid_b)
 
@@ -237,14 +249,18 @@ def test_two_jobs_on_a_2_cpu_worker_run_at_once_and_one_heartbeat_lists_both(rig
     hb_peer, beat = srv.expect(Kind.HEARTBEAT, within=2.0)
     assert beat.workerid == "node7" and beat.wait_ms == 500
     assert runs(beat) == [(1, 1), (2, 1)] and (beat.jobid, beat.attempt) == (1, 1)
+    # its 2 cpus held, the worker is full: it has asked for nothing more
+    assert len(srv.sent(Kind.REQUEST_WORK)) == 1
 
     (tmp / "release").touch()
-    srv.rules[Kind.RESULT] = lambda m: Message(Kind.ACK)
+    srv.rules[Kind.RESULT] = ack
     wait_for(lambda: len(srv.sent(Kind.RESULT)) == 2, LONG, "both results")
+    first = srv.sent(Kind.RESULT)[0]
+    assert first.wait_ms == 500 and first.count == 0  # no ask was out: the first result asks
     results = {m.jobid: m for m in srv.sent(Kind.RESULT)}
     for jobid in (1, 2):
         result = results[jobid]
-        assert result.wait_ms == 0 and result.workerid == "node7" and result.attempt == 1
+        assert result.wait_ms in (0, 500) and result.workerid == "node7" and result.attempt == 1
         assert result.jobs[0].exit_status == 0 and result.data == b"done 1\n"
         assert result.jobs[0].env == [] and result.jobs[0].out_bytes == len(b"done 1\n")
     wait_for(lambda: w.held() == [], LONG, "the runs to be let go once acknowledged")
@@ -295,14 +311,17 @@ def test_results_are_resent_until_acknowledged_even_across_a_server_restart(rig)
     peer, ask = srv.expect(Kind.REQUEST_WORK)
     srv.answer(peer, ask, Message(Kind.JOB, jobs=[job(5, "echo out", tmp, attempt=3)]))
 
-    # not answered: sent again after the send timeout, each copy a fresh message
+    # the result of a 1-cpu worker's run asks for the next job; not answered: sent again after
+    # the hold and the send timeout, each copy a fresh message that still asks
     _, first = srv.expect(Kind.RESULT)
+    assert first.wait_ms == 500 and first.count == 0
     _, second = srv.expect(Kind.RESULT, within=2.0)
     assert (second.jobid, second.attempt) == (first.jobid, first.attempt) == (5, 3)
     assert second.nonce != first.nonce and second.data == first.data == b"out\n"
+    assert second.wait_ms == 500
     assert w.held() == [(5, 3)]
-    # still listed as held while its result is not acknowledged
-    _, ask2 = srv.expect(Kind.REQUEST_WORK, lambda m: runs(m) == [(5, 3)], within=2.0)
+    # held while its result is not acknowledged: the worker is full, and its ask is out
+    assert len(srv.sent(Kind.REQUEST_WORK)) == 1
 
     # a server going away answers GOING_AWAY: that is no acknowledgement either
     srv.rules[Kind.RESULT] = lambda m: Message(Kind.GOING_AWAY)
@@ -311,12 +330,22 @@ def test_results_are_resent_until_acknowledged_even_across_a_server_restart(rig)
 
     rig.restart_server(down_for=0.5)
     srv = rig.server
-    srv.rules[Kind.RESULT] = lambda m: Message(Kind.ACK)
+    # the new server answers the ask with a job: the worker takes it after all those copies
+    srv.rules[Kind.RESULT] = lambda m: (
+        Message(Kind.JOB, jobs=[job(6, "echo six", tmp)]) if m.jobid == 5 else ack(m)
+    )
     wait_for(lambda: srv.sent(Kind.RESULT), LONG, "the result at the new server")
     assert srv.sent(Kind.RESULT)[0].jobs[0].exit_status == 0
-    wait_for(lambda: w.held() == [], LONG, "the run to be let go")
+    assert srv.sent(Kind.RESULT)[0].wait_ms == 500
+
+    def sixes() -> list[Message]:
+        return [m for m in srv.sent(Kind.RESULT) if m.jobid == 6]
+
+    wait_for(sixes, LONG, "job 6's result")
+    assert sixes()[0].data == b"six\n" and sixes()[0].wait_ms == 500
+    wait_for(lambda: w.held() == [], LONG, "the runs to be let go")
     _, ask3 = srv.expect(Kind.REQUEST_WORK, lambda m: runs(m) == [])
-    assert w.jobs_done == 1
+    assert w.jobs_done == 2
 
 
 def test_a_plain_worker_offers_one_cpu_and_leaves_cuda_alone(rig):
@@ -330,7 +359,7 @@ def test_a_plain_worker_offers_one_cpu_and_leaves_cuda_alone(rig):
     assert ask.workerid == w.name
     # a server that sets the attempt only on the message (as the one-slot kernel did)
     handed = job(1, "true", tmp, attempt=0, env=["CUDA_VISIBLE_DEVICES=3"])
-    srv.rules[Kind.RESULT] = lambda m: Message(Kind.ACK)
+    srv.rules[Kind.RESULT] = ack
     srv.answer(peer, ask, Message(Kind.JOB, jobid=1, attempt=2, jobs=[handed]))
     env = env_of(tmp, 1)
     assert env["GOQ_CPUS"] == "1" and env["CUDA_VISIBLE_DEVICES"] == "3" and "GOQ_GPUS" not in env
@@ -363,10 +392,11 @@ def test_oneshot_asks_for_one_job_and_exits_once_its_result_is_acknowledged(rig)
     srv = rig.server
     peer, ask = srv.expect(Kind.REQUEST_WORK)
     assert ask.count == 1
-    srv.rules[Kind.RESULT] = lambda m: Message(Kind.ACK)
+    srv.rules[Kind.RESULT] = ack
     srv.answer(peer, ask, Message(Kind.JOB, jobs=[job(1, "sleep 0.3", tmp)]))
     assert rig.outcome(w) == "oneshot: one job done"
     assert len(srv.sent(Kind.REQUEST_WORK)) == 1 and len(srv.sent(Kind.RESULT)) == 1
+    assert srv.sent(Kind.RESULT)[0].wait_ms == 0  # its one job done, it asks for no other
     assert w.jobs_done == 1
 
 
@@ -411,7 +441,7 @@ def test_bind_pins_each_run_to_its_own_cores(rig):
     peer, ask = srv.expect(Kind.REQUEST_WORK)
     show = "grep Cpus_allowed_list /proc/self/status; " + WAIT_RELEASE
     srv.answer(peer, ask, Message(Kind.JOB, jobs=[job(1, show, tmp), job(2, show, tmp)]))
-    srv.rules[Kind.RESULT] = lambda m: Message(Kind.ACK)
+    srv.rules[Kind.RESULT] = ack
     pid_of(tmp, 1), pid_of(tmp, 2)
     (tmp / "release").touch()
     wait_for(lambda: len(srv.sent(Kind.RESULT)) == 2, LONG, "both results")
@@ -429,7 +459,7 @@ def test_first_heartbeat_waits_for_a_run_to_be_held_a_while(rig, monkeypatch):
     tmp = rig.tmp
     w = rig.worker()
     srv = rig.server
-    srv.rules[Kind.RESULT] = lambda m: Message(Kind.ACK)
+    srv.rules[Kind.RESULT] = ack
     for jobid in (1, 2, 3):
         peer, ask = srv.expect(Kind.REQUEST_WORK, lambda m: runs(m) == [])
         srv.answer(peer, ask, Message(Kind.JOB, jobs=[job(jobid, "true", tmp)]))
@@ -437,3 +467,81 @@ def test_first_heartbeat_waits_for_a_run_to_be_held_a_while(rig, monkeypatch):
     assert srv.sent(Kind.HEARTBEAT) == []
     assert len(os.listdir(w._spool)) <= 2  # spool files are reused, not one per run
     assert worker_module.FIRST_HEARTBEAT == 0.2
+
+
+# --- the ask ---------------------------------------------------------------------------------------
+
+
+def test_a_result_asks_for_the_next_job_and_its_runner_runs_the_job_handed(rig):
+    """Two messages a job: the RESULT asks (wait_ms = the hold), the reply hands the next job."""
+    tmp = rig.tmp
+    w = rig.worker()
+    srv = rig.server
+    peer, ask = srv.expect(Kind.REQUEST_WORK)
+    srv.answer(peer, ask, Message(Kind.JOB, jobs=[job(1, "echo one", tmp)]))
+
+    p1, r1 = srv.expect(Kind.RESULT)
+    assert (r1.jobid, r1.wait_ms, r1.count, r1.data) == (1, 500, 0, b"one\n")
+    srv.answer(p1, r1, Message(Kind.JOB, jobid=2, attempt=4, jobs=[job(2, "echo two", tmp, 4)]))
+
+    p2, r2 = srv.expect(Kind.RESULT, lambda m: m.jobid == 2)
+    assert (r2.attempt, r2.wait_ms, r2.data) == (4, 500, b"two\n")
+    assert w.held() == [(2, 4)] and w.jobs_done == 1
+    assert len(srv.sent(Kind.REQUEST_WORK)) == 1  # nothing asked between the two jobs
+    assert len(w._runners) == 1  # the thread that sent the result ran the job it was handed
+
+    # the hold ends with nothing to run: the ask is over, and the dispatcher asks anew
+    srv.answer(p2, r2, Message(Kind.NOTHING_YET))
+    _, ask2 = srv.expect(Kind.REQUEST_WORK, within=1.0)
+    assert runs(ask2) == [] and ask2.wait_ms == 500
+    assert w.held() == [] and w.jobs_done == 2
+
+
+def test_one_ask_at_a_time_and_none_while_full(rig):
+    tmp = rig.tmp
+    w = rig.worker(offer=make_offer(cpus=2))
+    srv = rig.server
+    peer, ask = srv.expect(Kind.REQUEST_WORK)
+    wait = "while [ ! -e go{n} ]; do sleep 0.01; done; echo {n}"
+    a, b = job(1, wait.format(n=1), tmp), job(2, wait.format(n=2), tmp)
+    srv.answer(peer, ask, Message(Kind.JOB, jobs=[a, b]))
+    pid_of(tmp, 1), pid_of(tmp, 2)
+    time.sleep(0.3)
+    assert len(srv.sent(Kind.REQUEST_WORK)) == 1  # full: no ask
+
+    (tmp / "go1").touch()
+    p1, r1 = srv.expect(Kind.RESULT, lambda m: m.jobid == 1)
+    assert r1.wait_ms == 500  # held here, unanswered, for now
+    (tmp / "go2").touch()
+    p2, r2 = srv.expect(Kind.RESULT, lambda m: m.jobid == 2)
+    assert r2.wait_ms == 0  # an ask is out: this one only reports
+    srv.answer(p2, r2, Message(Kind.ACK))
+    wait_for(lambda: w.held() == [(1, 1)], LONG, "run 2 to be let go")
+    time.sleep(0.1)
+    assert len(srv.sent(Kind.REQUEST_WORK)) == 1  # room now, but the result's ask is out
+
+    srv.answer_newest(p1, r1, Message(Kind.JOB, jobs=[job(3, WAIT_RELEASE, tmp)]))
+    pid_of(tmp, 3)
+    # one cpu still free: the dispatcher asks, listing the run it holds
+    _, ask2 = srv.expect(Kind.REQUEST_WORK, within=1.0)
+    assert runs(ask2) == [(3, 1)]
+    assert w.held() == [(3, 1)] and w.jobs_done == 2
+
+
+def test_a_result_sent_while_the_dispatcher_asks_does_not_ask(rig):
+    tmp = rig.tmp
+    w = rig.worker(offer=make_offer(cpus=2))
+    srv = rig.server
+    peer, ask = srv.expect(Kind.REQUEST_WORK)
+    srv.answer(peer, ask, Message(Kind.JOB, jobs=[job(1, "echo one", tmp)]))
+    # room for one more: the dispatcher asks at once, listing the run
+    p2, ask2 = srv.expect(Kind.REQUEST_WORK, within=1.0)
+    assert runs(ask2) == [(1, 1)]
+    p, r = srv.expect(Kind.RESULT)
+    assert r.wait_ms == 0
+    srv.answer(p, r, Message(Kind.ACK))
+    wait_for(lambda: w.held() == [], LONG, "run 1 to be let go")
+    # its ask answered NOTHING_YET, the dispatcher asks again, listing no run
+    srv.answer_newest(p2, ask2, Message(Kind.NOTHING_YET))
+    _, ask3 = srv.expect(Kind.REQUEST_WORK, within=1.0)
+    assert runs(ask3) == []

@@ -2,17 +2,26 @@
 job the server hands it, sends each run's output and result back, and keeps one heartbeat going
 for all its runs. Reconnects by itself.
 
+The ask: the worker has at most one ask for work outstanding at a time (`_asking`), and asks
+only while it has free capacity by its own count (its offer less the runs it holds; every job
+needs a cpu, so a worker whose cpus are all held is full). In the common case a job costs the
+server two messages: the RESULT of the run that ended asks for the next job (wait_ms > 0) and
+is answered JOB; a REQUEST_WORK goes out only when no RESULT can carry the ask.
+
 Threads (see goq_core.messages for the protocol):
-- the dispatcher keeps one REQUEST_WORK held at the server at all times while the worker runs:
-  it carries the offer and every run the worker holds (running, or finished with its RESULT
-  not yet acknowledged), so that the server can tell a JOB reply that was lost (it hands the
-  same runs again) from runs under way. The server holds it while nothing fits the free
-  capacity, and answers JOB with one or more jobs: each is registered as held, then started,
-  before the next request goes out.
-- one thread per run spawns the job (its own session and process group, watched by the
-  guardian), waits for it, then sends its OUTPUT chunks and RESULT until the server answers,
-  across server restarts (the output stays spooled on disk meanwhile). Senders take a
-  connection from a small pool: a ClientEnd carries one request at a time.
+- the dispatcher sends REQUEST_WORK when the worker has free capacity and no ask is
+  outstanding, and otherwise waits to be woken. It carries the offer and every run the worker
+  holds (running, or finished with its RESULT not yet acknowledged), so that the server can
+  tell a JOB reply that was lost (it hands the same runs again) from runs under way. The server
+  holds it while nothing fits the free capacity, and answers JOB with one or more jobs: each is
+  registered as held, then started, before anything asks again.
+- one runner thread per run at a time spawns the job (its own session and process group,
+  watched by the guardian), waits for it, then sends its OUTPUT chunks and RESULT until the
+  server answers, across server restarts (the output stays spooled on disk meanwhile). When no
+  ask is outstanding the RESULT is the ask (wait_ms = the hold): the server holds it until jobs
+  fit, and the runner takes its reply as the dispatcher would (JOB: registers the jobs and runs
+  the first itself; NOTHING_YET: the ask is over, the dispatcher asks anew with the runs list).
+  Senders take a connection from a small pool: a ClientEnd carries one request at a time.
 - the heartbeat thread, once a run has been held FIRST_HEARTBEAT s, keeps one HEARTBEAT held at
   the server, listing every run held; its answer is where KILL (runs cancelled or no longer
   current) and EXIT (immolate) arrive at once.
@@ -174,6 +183,10 @@ class Worker:
             )
         self._runs: dict[RunKey, _Run] = {}  # held, in the order handed
         self._lock = threading.Lock()
+        self._woken = threading.Condition(self._lock)  # the dispatcher waits here while it
+        # may not ask (full, or an ask outstanding)
+        self._asking = False  # an ask for work is outstanding (REQUEST_WORK or a RESULT)
+        self._cpus_held = 0  # cpus of the runs held
         self._busy = threading.Event()  # set when a run is added; the heartbeat clears it
         self._queue: queue.SimpleQueue[_Run | None] = queue.SimpleQueue()  # runs to start
         self._runners: list[threading.Thread] = []
@@ -235,6 +248,7 @@ class Worker:
             with self._lock:
                 runs = list(self._runs.values())
                 runners = list(self._runners)
+                self._woken.notify_all()
             for held in runs:  # stopped mid-run: the server requeues them
                 held.request_kill()
             for _ in runners:
@@ -277,16 +291,23 @@ class Worker:
             self._fail(exc)
 
     def _serve(self) -> None:
-        """Keep one REQUEST_WORK held at the server; start what it hands."""
+        """Send REQUEST_WORK while the worker has room and no ask is outstanding; start what
+        it hands. Otherwise wait to be woken (a run let go, an ask over, a stop)."""
         backoff = 0.05
         hold = self.hold_ms / 1000
         while not self._stopping.is_set():
             if self.oneshot and self._got_job:
                 return  # asks for nothing more; run() returns once its result is delivered
-            ask = self._ask_for_work()
+            with self._lock:
+                if self._asking or not self._room():
+                    self._woken.wait(1.0)
+                    continue
+                self._asking = True
+                ask = self._ask_for_work()
             try:
                 reply = self._request(self._conn, ask, hold + self.send_timeout)
             except TransportError as exc:
+                self._asked()
                 if self._stopping.is_set():
                     return
                 self._conn = self._redial(self._conn)
@@ -294,12 +315,16 @@ class Worker:
                 self._pause(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF, self.hold_ms / 4000)
                 continue
+            except BaseException:
+                self._asked()
+                raise
             backoff = 0.05
             self._away = False
             kind = reply.kind
             if kind == Kind.JOB:
-                self._take(reply)
-            elif kind == Kind.EXIT:
+                self._take(reply)  # registered before the ask is over
+            self._asked()
+            if kind == Kind.EXIT:
                 self.stop("told to exit by the server (immolateworkers)")
             elif kind in (Kind.GOING_AWAY, Kind.ERROR):
                 if kind == Kind.ERROR:
@@ -307,9 +332,23 @@ class Worker:
                 self._pause(PAUSE)
             # else NOTHING_YET: ask again
 
-    def _ask_for_work(self) -> Message:
+    def _room(self, leaving: _Run | None = None) -> bool:
+        """Whether this worker has free capacity by its own count (caller holds the lock): its
+        offer less the runs it holds, less `leaving` (a run whose RESULT is going out). Every job
+        needs at least one cpu while it may need no memory, GPU or named counter, so some job
+        can fit exactly when a cpu is free."""
+        used = self._cpus_held - (leaving.job.cpus if leaving is not None else 0)
+        return max(1, self.offer.cpus) - used >= 1
+
+    def _asked(self) -> None:
+        """The outstanding ask is over (answered, or given up): the dispatcher may ask."""
         with self._lock:
-            runs = [Job(jobid=jobid, attempt=attempt) for jobid, attempt in self._runs]
+            self._asking = False
+            self._woken.notify()
+
+    def _ask_for_work(self) -> Message:
+        """The REQUEST_WORK listing every run held (caller holds the lock)."""
+        runs = [Job(jobid=jobid, attempt=attempt) for jobid, attempt in self._runs]
         return Message(
             Kind.REQUEST_WORK,
             workerid=self.name,
@@ -319,22 +358,30 @@ class Worker:
             count=1 if self.oneshot else 0,
         )
 
-    def _take(self, reply: Message) -> None:
-        """Register each job handed as held, then start it (before the next REQUEST_WORK)."""
+    def _take(self, reply: Message, keep_first: bool = False) -> _Run | None:
+        """Register each job handed as held, then start it (before anything asks again). With
+        `keep_first` (a runner thread took the reply) the first is returned for the caller to
+        run rather than handed to a runner."""
         jobs = reply.jobs
         if len(jobs) == 1 and not jobs[0].attempt:
             jobs[0].attempt = reply.attempt  # a server that sets only the message's attempt
+        kept: _Run | None = None
         for job in jobs:
             runner: threading.Thread | None = None
             with self._lock:
                 if self._stopping.is_set():
-                    return  # not started: the server requeues it
+                    return kept  # not started: the server requeues it
                 if (job.jobid, job.attempt) in self._runs:
                     continue  # handed again while it runs here: keep the one we have
                 held = _Run(job, self._take_cores(job.cpus))
                 self._runs[held.key] = held
+                self._cpus_held += job.cpus
                 if not self._busy.is_set():
                     self._busy.set()
+                if keep_first and kept is None:
+                    kept = held
+                    self._got_job = True
+                    continue
                 if self._idle_runners > 0:
                     self._idle_runners -= 1
                 else:
@@ -349,6 +396,7 @@ class Worker:
             self._queue.put(held)
             if runner is not None:
                 runner.start()
+        return kept
 
     def _take_cores(self, count: int) -> tuple[int, ...]:
         """Cores for a run of `count` cpus (goq work --bind), from those free; caller holds
@@ -367,36 +415,43 @@ class Worker:
         waker = _Waker()
         spool_name = f"run{index}.out"
         try:
+            held: _Run | None = None
             while True:
-                held = self._queue.get()
                 if held is None:
-                    return
+                    held = self._queue.get()
+                    if held is None:
+                        return
                 held.attach(waker)
                 try:
-                    self._run_one(held, waker, spool_name)
+                    nxt = self._run_one(held, waker, spool_name)
                 finally:
                     held.attach(None)
                     waker.clear()
-                with self._lock:
-                    self._idle_runners += 1
+                held = nxt  # a job its RESULT's ask was handed: this thread runs it next
+                if held is None:
+                    with self._lock:
+                        self._idle_runners += 1
         finally:
             waker.close()
 
-    def _run_one(self, held: _Run, waker: _Waker, spool_name: str) -> None:
+    def _run_one(self, held: _Run, waker: _Waker, spool_name: str) -> _Run | None:
+        """Run `held` and deliver its result; returns a run its RESULT's ask was handed, which
+        the caller runs next."""
         try:
             run = self._start(held, spool_name)
             if run is None:
-                return
+                return None
             self._wait(held, run, waker)
             if self._stopping.is_set():
-                return  # killed because the worker stops: the server requeues it
-            self._deliver(held, run)
+                return None  # killed because the worker stops: the server requeues it
+            return self._deliver(held, run)
         except _Stopped:
-            return
+            return None
         except GoqError as exc:
             self._fail(exc)
         except Exception as exc:  # a bug must not leave a run held for ever
             self._fail(GoqError(f"worker failed running job {held.job.jobid}: {exc!r}"))
+        return None
 
     def _start(self, held: _Run, spool_name: str) -> JobRun | None:
         job = held.job
@@ -442,10 +497,14 @@ class Worker:
                 run.kill(grace=0.2)  # clears anything the job left running in its group
                 self._guardian.unwatch(run.pgid)
 
-    def _deliver(self, held: _Run, run: JobRun) -> None:
+    def _deliver(self, held: _Run, run: JobRun) -> _Run | None:
         """Send the output (all but the last chunk as OUTPUT) and the RESULT until the server
-        answers; then the run is no longer held."""
+        answers; then the run is no longer held. When no ask is outstanding and the worker is
+        left with room, the RESULT is the ask (wait_ms > 0): its JOB reply is registered and
+        the first job handed returned, for this thread to run next."""
         job = held.job
+        asks = False
+        reply: Message | None = None
         conn = self._borrow()
         try:
             size = run.output_size()
@@ -462,12 +521,29 @@ class Worker:
             outcome = run.outcome()
             outcome.env = []
             outcome.args = []
+            with self._lock:
+                asks = (
+                    not self._asking
+                    and not self.oneshot
+                    and not self._stopping.is_set()
+                    and self._room(leaving=held)
+                )
+                if asks:
+                    self._asking = True
             result = self._about(
-                job, Kind.RESULT, offset=offset, data=last, jobs=[outcome], wait_ms=0
+                job,
+                Kind.RESULT,
+                offset=offset,
+                data=last,
+                jobs=[outcome],
+                wait_ms=self.hold_ms if asks else 0,
+                count=1 if self.oneshot else 0,
             )
+            # an ask is held at the server up to the hold: wait that long for the answer
+            timeout = self.send_timeout + (self.hold_ms / 1000 if asks else 0.0)
             refusals = 0
             while True:
-                reply, conn = self._send(conn, result)
+                reply, conn = self._send(conn, result, timeout)
                 if reply.kind != Kind.ERROR:
                     break
                 refusals += 1
@@ -481,12 +557,24 @@ class Worker:
             run.discard_output()  # a small one is left to be truncated by the next run
         with self._lock:
             del self._runs[held.key]
+            self._cpus_held -= job.cpus
             if held.cores:
                 self._free_cores = sorted((*self._free_cores, *held.cores))
             self.jobs_done += 1
             left = len(self._runs)
+            if not asks:
+                self._woken.notify()  # room for the dispatcher to ask, unless an ask is out
+        kept: _Run | None = None
+        if asks:
+            assert reply is not None
+            if reply.kind == Kind.JOB:
+                kept = self._take(reply, keep_first=True)  # registered before the ask is over
+            elif reply.kind == Kind.EXIT:
+                self.stop("told to exit by the server (immolateworkers)")
+            self._asked()  # NOTHING_YET (or ACK, ERROR): the dispatcher asks with the runs list
         if self.oneshot and not left:
             self.stop("oneshot: one job done")
+        return kept
 
     def _about(self, job: Job, kind: Kind, **fields) -> Message:
         """A message from this worker about its run of `job` (OUTPUT, RESULT)."""
@@ -561,18 +649,21 @@ class Worker:
 
     # ------------------------------------------------------------------------------ requests
 
-    def _send(self, conn: ClientEnd, msg: Message) -> tuple[Message, ClientEnd]:
+    def _send(
+        self, conn: ClientEnd, msg: Message, timeout: float | None = None
+    ) -> tuple[Message, ClientEnd]:
         """Send `msg` on `conn` until a server answers (GOING_AWAY is no answer: the next
-        server gets it), backing off while it is away; a stop ends the wait. After a timeout
-        the connection is made afresh, so that copies queued on a dead link are dropped rather
-        than delivered in a burst when it heals. Returns the reply and the connection now in
-        use."""
+        server gets it), backing off while it is away; a stop ends the wait. Each try waits
+        `timeout` s (default: the send timeout). After a timeout the connection is made
+        afresh, so that copies queued on a dead link are dropped rather than delivered in a
+        burst when it heals. Returns the reply and the connection now in use."""
         backoff = 0.05
+        wait = self.send_timeout if timeout is None else timeout
         while True:
             if self._stopping.is_set():
                 raise _Stopped
             try:
-                reply = self._request(conn, msg, self.send_timeout)
+                reply = self._request(conn, msg, wait)
             except TransportError as exc:
                 conn = self._redial(conn)
                 self._warn_away(exc)
@@ -581,6 +672,7 @@ class Worker:
                 # running 2 heartbeats to be heard of, and this may be a finished job's result
                 backoff = min(backoff * 2, MAX_BACKOFF, self.hold_ms / 4000)
                 continue
+            self._away = False
             if reply.kind == Kind.GOING_AWAY:
                 self._pause(PAUSE)
                 continue
