@@ -16,6 +16,8 @@ Rules (each refusal is one line of text; None means the input may pass):
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+
 from goq_core.limits import MAX_AMOUNT, MAX_HOLD_MS, MAX_JOBS_PER_SUBMIT, MAX_TEXT
 from goq_core.messages import Job, Kind, Message
 
@@ -83,6 +85,18 @@ def offer_problem(offer: Job) -> str | None:
     return None
 
 
+def jobs_problems(jobs: Iterable[Job]) -> Iterator[tuple[Job, str | None]]:
+    """Each job with why it cannot be run (None when it can); an environment list that jobs
+    share (a batch, or jobs loaded from the store) is checked once."""
+    checked: list[str] | None = None
+    for job in jobs:
+        why = job_problem(job)
+        if why is None and job.env and job.env is not checked:
+            why = env_problem(job.env)
+            checked = job.env if why is None else None
+        yield job, why
+
+
 def env_problem(env: list[str]) -> str | None:
     """Why an environment (list of NAME=value) cannot be given to a process, or None."""
     for s in env:
@@ -113,12 +127,7 @@ def request_problem(msg: Message) -> str | None:
                 f"{n} jobs in one request (at most {MAX_JOBS_PER_SUBMIT}; goq sub splits "
                 "larger batches)"
             )
-        last_env: list[str] | None = None
-        for job in msg.jobs:
-            why = job_problem(job)
-            if why is None and job.env and job.env is not last_env:
-                last_env = job.env
-                why = env_problem(job.env)
+        for _, why in jobs_problems(msg.jobs):
             if why is not None:
                 return why
     return None

@@ -39,7 +39,7 @@ from goq_core.kernel import (
     Stop,
     WriteOutput,
 )
-from goq_core.kernel.validation import env_problem, job_problem
+from goq_core.kernel.validation import jobs_problems
 from goq_core.messages import Job, JobState, Kind, Message
 from goq_core.plugins import Plugins
 from goq_core.roles.output import OutputFiles
@@ -141,12 +141,7 @@ class Server:
         """The stored jobs the front door would have let in; the others are quarantined (a
         record written by an older goq, or by hand, must not stop the server at every start)."""
         good: list[Job] = []
-        checked_env: list[str] | None = None
-        for job in jobs:
-            why = job_problem(job)
-            if why is None and job.env and job.env is not checked_env:
-                why = env_problem(job.env)
-                checked_env = job.env if why is None else None
+        for job, why in jobs_problems(jobs):
             if why is None:
                 good.append(job)
                 continue
