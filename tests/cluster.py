@@ -8,6 +8,8 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from tests.support import free_port, wait_for  # noqa: F401 (re-exported)
@@ -162,3 +164,19 @@ class Cluster:
     def close(self) -> None:
         for proc in reversed(self.procs):
             self.stop(proc, signal.SIGTERM, timeout=5)
+
+
+@contextmanager
+def initialised(root: Path, *, server: bool = False, **options) -> Iterator[Cluster]:
+    """A Cluster(root, **options) with `goq init` run (and its server up if `server`), stopped
+    at the end; then no log of its processes may hold a Python traceback (one crashed)."""
+    c = Cluster(root, **options)
+    try:
+        c.init()
+        if server:
+            c.start_server()
+        yield c
+    finally:
+        c.close()
+    crashed = [p.name for p in root.glob("*.log") if "Traceback" in p.read_text(errors="replace")]
+    assert not crashed, f"a goq process crashed: see {crashed} in {root}"

@@ -30,7 +30,7 @@ from goq_core.limits import (
 )
 from goq_core.messages import Job, Kind, Message
 from goq_core.roles.client import Client, batches
-from tests.cluster import Cluster, wait_for
+from tests.cluster import Cluster, initialised, wait_for
 
 HUGE = "99999999999999999999"  # beyond int64
 CAFE = os.fsdecode(b"caf\xe9")  # what sys.argv holds for the Latin-1 bytes caf\xe9
@@ -79,25 +79,18 @@ def wait_ok(c: Cluster, jobid: int) -> str:
 @pytest.fixture(params=["raw", "capnp"])
 def running(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]:
     """A cluster (zmq) with its server and one worker up, for each codec."""
-    c = Cluster(tmp_path, heartbeat=1.0, extra_env={"GOQ_CODEC": request.param})
-    c.init()
-    try:
-        c.start_server()
+    with initialised(
+        tmp_path, server=True, heartbeat=1.0, extra_env={"GOQ_CODEC": request.param}
+    ) as c:
         c.start_worker()
         yield c
-    finally:
-        c.close()
 
 
 @pytest.fixture
 def idle(tmp_path: Path) -> Iterator[Cluster]:
     """A cluster that is initialised but has no server (for errors found before any request)."""
-    c = Cluster(tmp_path, heartbeat=1.0)
-    c.init()
-    try:
+    with initialised(tmp_path, heartbeat=1.0) as c:
         yield c
-    finally:
-        c.close()
 
 
 # ----------------------------------------------------------------------------- non-UTF-8, e2e

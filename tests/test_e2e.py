@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster import Cluster, pgid_alive, wait_for
+from tests.cluster import Cluster, initialised, pgid_alive, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -20,12 +20,8 @@ TRANSPORTS = ["zmq", "nng"]
 
 @pytest.fixture(params=TRANSPORTS)
 def cluster(request: pytest.FixtureRequest, tmp_path: Path):
-    c = Cluster(tmp_path, transport=request.param, heartbeat=1.0)
-    c.init()
-    try:
+    with initialised(tmp_path, transport=request.param, heartbeat=1.0) as c:
         yield c
-    finally:
-        c.close()
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ import pytest
 
 from goq_core.messages import JobState
 from goq_core.stores.sqlite import FILENAME, SqliteStore
-from tests.cluster import Cluster, pgid_alive, wait_for
+from tests.cluster import Cluster, initialised, pgid_alive, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -32,14 +32,9 @@ BOTH_TRANSPORTS = pytest.mark.parametrize("cluster", ["zmq", "nng"], indirect=Tr
 @pytest.fixture
 def cluster(request: pytest.FixtureRequest, tmp_path: Path):
     """A cluster on zmq, or on the transport a test names with BOTH_TRANSPORTS."""
-    c = Cluster(tmp_path, transport=getattr(request, "param", "zmq"), heartbeat=HEARTBEAT)
-    c.init()
-    try:
+    transport = getattr(request, "param", "zmq")
+    with initialised(tmp_path, transport=transport, heartbeat=HEARTBEAT) as c:
         yield c
-    finally:
-        c.close()
-    crashed = [p.name for p in tmp_path.glob("*.log") if "Traceback" in p.read_text()]
-    assert not crashed, f"a goq process crashed: see {crashed} in {tmp_path}"
 
 
 def _store_dir(c: Cluster) -> Path:

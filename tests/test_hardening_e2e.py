@@ -21,19 +21,15 @@ from goq_core.messages import Job, Kind, Message
 from goq_core.plugins import Plugins
 from goq_core.stores.sqlite import FILENAME
 from goq_core.wire import Wire, error_text
-from tests.cluster import Cluster, wait_for
+from tests.cluster import Cluster, initialised, wait_for
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
 def cluster(tmp_path: Path):
-    c = Cluster(tmp_path, heartbeat=1.0)
-    c.init()
-    try:
+    with initialised(tmp_path, heartbeat=1.0) as c:
         yield c
-    finally:
-        c.close()
 
 
 class RawPeer:

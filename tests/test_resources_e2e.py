@@ -15,22 +15,15 @@ from pathlib import Path
 import pytest
 
 from goq_core.stores.sqlite import FILENAME
-from tests.cluster import Cluster, wait_for
+from tests.cluster import Cluster, initialised, wait_for
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
 def cluster(tmp_path: Path):
-    c = Cluster(tmp_path, heartbeat=1.0)
-    c.init()
-    c.start_server()
-    try:
+    with initialised(tmp_path, server=True, heartbeat=1.0) as c:
         yield c
-    finally:
-        c.close()
-    crashed = [p.name for p in tmp_path.glob("*.log") if "Traceback" in p.read_text()]
-    assert not crashed, f"a goq process crashed: see {crashed} in {tmp_path}"
 
 
 def _workers(c: Cluster) -> list[dict]:
