@@ -23,21 +23,30 @@ class Kind(IntEnum):
     """What a message asks or answers. Requests go to the server; every request gets one reply."""
 
     # requests (client or worker -> server)
-    SUBMIT = 1  # jobs: the jobs to add (ids unset); reply SUBMITTED
+    SUBMIT = 1  # jobs: the jobs to add (ids unset); reply SUBMITTED. With text "START-STOP:STEP"
+    # it is an array: jobs holds one job, made once per index (consecutive ids)
     REQUEST_WORK = 2  # workerid (its name), host, wait_ms, jobs=[offer, *runs held]; reply JOB,
     # NOTHING_YET or EXIT (held while nothing fits its free capacity)
     HEARTBEAT = 3  # workerid, jobs=[runs held] (jobid, attempt: the first), wait_ms; reply ALIVE,
     # KILL (jobs: the runs to kill) or EXIT (held until then)
     OUTPUT = 4  # workerid, jobid, attempt, offset, data: a chunk of a job's output; reply ACK
-    RESULT = 5  # workerid, jobs=[job with its outcome], data: last output chunk; reply ACK/JOB...
-    CANCEL = 6  # jobid; reply ACK (text says what happened) or NOT_KNOWN
-    WAIT = 7  # jobid, wait_ms; reply FINISHED, NOT_KNOWN or NOTHING_YET (held until then)
+    RESULT = 5  # workerid, jobs=[job with its outcome: state TIMEOUT if the worker killed it at
+    # its time limit], data: last output chunk; reply ACK/JOB...
+    CANCEL = 6  # jobid; reply ACK (text says what happened) or NOT_KNOWN. With jobid 0, text:
+    # job ids (idranges): cancels those not ended; reply ACK (count: how many cancelled)
+    WAIT = 7  # jobid, wait_ms; reply FINISHED, NOT_KNOWN or NOTHING_YET (held until then).
+    # With jobid 0, text: job ids (idranges); held until one of them has ended; reply FINISHED
+    # with jobs=[each ended one still in memory] and text: the ended ones that are not (ask
+    # each alone); NOT_KNOWN (text: why) if an id was never a job
     STAT = 8  # count: how many jobs to list; reply STATUS
     SHUTDOWN = 9  # reply ACK, then the server stops
     IMMOLATE = 10  # reply ACK (count: workers told)
     DRAIN = 11  # text: a worker name (count=1: every worker); reply ACK (count: workers drained)
     RESUME = 12  # text: a worker name (count=1: every worker); reply ACK (count: workers resumed)
     WORKERS = 13  # reply WORKER_LIST
+    HOLD = 14  # text: job ids (see idranges); reply ACK (count: how many held, text: the rest)
+    RELEASE = 15  # text: job ids; reply ACK (count: how many released, text: the rest)
+    SELECT = 16  # text: a job name, or "" with count=1 for every job; reply JOB_IDS
 
     # replies (server -> client or worker)
     SUBMITTED = 20  # jobid: first new id, count: how many (ids are consecutive)
@@ -54,6 +63,7 @@ class Kind(IntEnum):
     GOING_AWAY = 30  # the server is shutting down: ask again later
     ERROR = 31  # text: why the request was refused
     WORKER_LIST = 32  # text: a JSON document {"workers": [...]} (see docs/scheduling.md)
+    JOB_IDS = 33  # text: job ids (see idranges), count: how many
 
 
 class JobState(IntEnum):
@@ -64,6 +74,9 @@ class JobState(IntEnum):
     RUNNING = 2
     FINISHED = 3
     CANCELLED = 4
+    TIMEOUT = 5  # ended: killed at its time limit
+    BLOCKED = 6  # waits for its dependencies
+    HELD = 7  # waits until released
 
 
 @dataclass(slots=True)
@@ -96,6 +109,18 @@ class Job:
     resources: dict[str, int] = field(default_factory=dict)  # named counters, e.g. license=1
     priority: int = 0  # higher runs first; FIFO within a priority
     gpu_ids: str = ""  # the GPUs given to this run, comma-separated (offer: the ids offered)
+    # workflow (design.md §7): names, dependencies, arrays, retries, time limits
+    name: str = ""  # several jobs may share one
+    after: list[int] = field(default_factory=list)  # run once all of these succeeded
+    after_any: list[int] = field(default_factory=list)  # run once all of these ended
+    array_id: int = 0  # the first job id of its array (0: not in an array)
+    array_index: int = 0  # its index in the array (GOQ_ARRAY_INDEX)
+    array_max: int = 0  # at most this many of its array run at once (0: no cap)
+    retries: int = 0  # runs again up to this many times after a failure
+    retry_delay_ms: int = 0  # ... this long after the failure
+    retried: int = 0  # retries used so far
+    time_limit_ms: int = 0  # killed (TIMEOUT) after running this long (0: no limit)
+    out_base: int = 0  # bytes of its output file written by earlier attempts (retries)
 
 
 @dataclass(slots=True)

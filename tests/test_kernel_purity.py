@@ -53,6 +53,13 @@ def test_kernel_modules_import_no_io_clock_thread_random_or_plugin_library() -> 
 
 
 def test_kernel_pulls_in_only_pure_goq_modules() -> None:
-    allowed_prefixes = ("goq_core.kernel", "goq_core.messages", "goq_core.drops", "goq_core.limits")
+    allowed_prefixes = (
+        "goq_core.kernel",
+        "goq_core.messages",
+        "goq_core.drops",
+        "goq_core.limits",
+        "goq_core.idranges",  # job ids as text: pure
+        "goq_core.arrayspec",  # arrays as text: pure
+    )
     for mod in _kernel_closure():
         assert mod == "goq_core" or mod.startswith(allowed_prefixes), mod

@@ -42,11 +42,14 @@ class Save:
 
 @dataclass(slots=True)
 class WriteOutput:
-    """Write `data` at `offset` of the output file of `job` (offset 0 starts the file afresh)."""
+    """Write `data` at `offset` of the output file of `job`; `start`: this is the first chunk
+    of an attempt, so the file ends here first (a rerun writes over the partial output of the
+    attempt before it, and keeps what earlier attempts wrote before `offset`)."""
 
     job: Job
     offset: int
     data: bytes
+    start: bool = False
 
 
 @dataclass(slots=True)

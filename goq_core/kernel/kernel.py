@@ -30,17 +30,26 @@ Theory of operation (design.md §3, §7):
   head at once (`undelivered`).
 - DRAIN stops a worker getting new jobs (its runs go on); RESUME undoes it. Drained names are
   durable (counters `drained/NAME`).
+- Workflows (design.md §7) have a module of rules each: dependencies.py (BLOCKED until the jobs
+  named in after/after-any end; a failed `after` cancels down the chain), arrays.py (one
+  submission, many jobs; a cap on how many of an array run at once), retries.py (a failed run
+  runs again while retries last; every attempt's output in one file). HOLD keeps jobs that have
+  not started out of the queue until RELEASE. Only WAITING jobs are in the wait queue: blocked,
+  held and retry-delayed jobs are kept beside it.
 """
 
 from __future__ import annotations
 
 import heapq
 import json
+from bisect import bisect_right
 from collections import OrderedDict
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field, replace
 from itertools import count, islice
 
+from goq_core import idranges
+from goq_core.arrayspec import ArraySpec
 from goq_core.drops import REPLAY
 from goq_core.kernel.actions import (
     Action,
@@ -52,7 +61,9 @@ from goq_core.kernel.actions import (
     Stop,
     WriteOutput,
 )
-from goq_core.kernel.lifecycle import NEW, RUNNING, advance
+from goq_core.kernel.arrays import ArrayCaps, expand
+from goq_core.kernel.dependencies import GONE, Dependencies, outcome_of
+from goq_core.kernel.lifecycle import BLOCKED, HELD, NEW, RUNNING, TIMEOUT, WAITING, advance
 from goq_core.kernel.matching import (
     Capacity,
     Shape,
@@ -66,18 +77,32 @@ from goq_core.kernel.matching import (
     why_nowhere,
 )
 from goq_core.kernel.replay import ReplayGuard
+from goq_core.kernel.retries import attempt_bytes, place, retries_left
 from goq_core.kernel.validation import request_problem
 from goq_core.kernel.waitq import WaitQueue
 from goq_core.limits import MAX_STAT_LIST
-from goq_core.messages import Job, Kind, Message
+from goq_core.messages import Job, JobState, Kind, Message
 
 _NS = 1_000_000_000
 _INTERN_LIMIT = 16384
 _NEVER = float("inf")
+_INT_MAX = 1 << 63
 # requests whose replay after a restart would do harm: their nonces are kept durably
 _REMEMBERED = frozenset(
-    {Kind.SUBMIT, Kind.CANCEL, Kind.SHUTDOWN, Kind.IMMOLATE, Kind.DRAIN, Kind.RESUME}
+    {
+        Kind.SUBMIT,
+        Kind.CANCEL,
+        Kind.SHUTDOWN,
+        Kind.IMMOLATE,
+        Kind.DRAIN,
+        Kind.RESUME,
+        Kind.HOLD,
+        Kind.RELEASE,
+    }
 )
+_KNOWN_OUTCOMES = 100_000  # outcomes learned from the store kept at most (then forgotten)
+_WAIT_BRIEFS = 200  # ended jobs listed in one reply to a WAIT on many
+_SHOW_DEPS = 60  # characters of "waits for ..." in stat
 DRAINED = "drained/"  # durable counter name prefix: drained/NAME = 1 while NAME is drained
 
 
@@ -99,10 +124,19 @@ class Held:
     reply_to: bytes
     kind: Kind  # what was asked: REQUEST_WORK, HEARTBEAT or WAIT
     deadline: float
-    jobid: int = 0  # WAIT: the job it is about
+    jobid: int = 0  # WAIT: the job it is about (0: a WAIT on many, see `ranges`)
+    ranges: list[tuple[int, int]] | None = None  # WAIT on many: the ids it waits for
     workerid: str = ""  # REQUEST_WORK, HEARTBEAT: who asked
     answered: bool = False
     max_jobs: int = 0  # REQUEST_WORK: at most this many jobs (0: as many as fit)
+
+
+@dataclass(slots=True)
+class Delay:
+    """A failed job waits until `at` before its retry joins the queue."""
+
+    jobid: int
+    at: float
 
 
 @dataclass(slots=True)
@@ -132,6 +166,8 @@ class Counters:
     refused: int = 0  # requests refused at the front door (malformed, or store unwritable)
     errors: int = 0  # requests whose handling failed unexpectedly (see the server's log)
     undelivered: int = 0  # dispatches whose worker was gone: put back at once
+    timed_out: int = 0  # jobs killed at their time limit
+    retried: int = 0  # failed runs run again
     drops: dict[str, int] = field(default_factory=dict)
 
 
@@ -146,6 +182,14 @@ class Kernel:
         self.next_jobid = 1
         self.waiting = WaitQueue()
         self.running: dict[int, Job] = {}
+        self.blocked: dict[int, Job] = {}  # waiting for dependencies
+        self.held: dict[int, Job] = {}  # until released
+        self.delayed: dict[int, Job] = {}  # WAITING for a retry delay to pass
+        self.deps = Dependencies()
+        self.caps = ArrayCaps()
+        self.multi_waiters: list[Held] = []  # WAITs on many jobs
+        self._known: dict[int, int] = {}  # jobid -> how it ended, learned from the store
+        self._kick = False  # jobs became ready: match again at the end of this input
         self.workers: dict[str, Worker] = {}
         self.idle: OrderedDict[str, Worker] = OrderedDict()  # workers holding REQUEST_WORK
         self.waiters: dict[int, list[Held]] = {}
@@ -160,7 +204,7 @@ class Kernel:
         self.stopping = False
         self.store_trouble = ""  # why the store cannot commit now ("" when it can)
         self.deaf = 0.0  # seconds the runtime has said it could not hear (see excuse)
-        self._timers: list[tuple[float, int, Held | Worker]] = []
+        self._timers: list[tuple[float, int, Held | Worker | Delay]] = []
         self._seq = count()
         self._interned: dict = {}  # see _intern_fields
         self._last_env: tuple[list[str] | None, list[str]] = (None, [])
@@ -173,11 +217,16 @@ class Kernel:
         counters: dict[str, int],
         now: float,
         nonces: Iterable[tuple[bytes, int]] = (),
-    ) -> None:
+        outcomes: dict[int, tuple[JobState, int]] | None = None,
+    ) -> list[Action]:
         """Rebuild the queues from the store at start: waiting jobs wait again in order; running
         jobs stay running, their workers given 3 heartbeats from now to report (the usual 2,
         plus one for a request they sent while we were away to time out before they re-ask).
-        `nonces` are the remembered requests: their replays stay refused."""
+        Blocked and held jobs wait as they did, counting their dependencies again: `outcomes`
+        says how the dependencies that are not among `jobs` ended (see dependencies.outside;
+        one the store no longer has counts as gone). `nonces` are the remembered requests:
+        their replays stay refused. Returns what to save (jobs doomed meanwhile)."""
+        out: list[Action] = []
         now_ns = int(now * _NS)
         for nonce, sendtime_ns in nonces:
             self.replay.remember(nonce, sendtime_ns, now_ns)
@@ -186,22 +235,54 @@ class Kernel:
         c.finished = counters.get("finishedJobsCount", 0)
         c.cancelled = counters.get("cancelledJobsCount", 0)
         c.requeued = counters.get("requeuedJobsCount", 0)
+        c.timed_out = counters.get("timedOutJobsCount", 0)
+        c.retried = counters.get("retriedCount", 0)
         self.drained = {
             k[len(DRAINED) :] for k, v in counters.items() if k.startswith(DRAINED) and v
         }
+        for jobid, (state, exit_status) in (outcomes or {}).items():
+            self._known[jobid] = outcome_of(state, exit_status)
         for job in jobs:
             self._intern_fields(job)
             self.next_jobid = max(self.next_jobid, job.jobid + 1)
             if job.state == RUNNING:
                 self.running[job.jobid] = job
+                self.caps.started(job)
                 worker = self._worker(job.workerid, job.workerhost, now)
                 worker.runs[job.jobid] = job.attempt
                 worker.last_heard = now + self.config.heartbeat_sec  # the grace of a restart
                 worker.deaf_at = self.deaf
                 worker.check_at = _NEVER
                 self._watch(worker, now)
+                continue
+            if job.after or job.after_any:
+                doomed = self.deps.register(job, self._restored_end)
+                if doomed is not None:
+                    job.note = doomed
+                    job.end_ns = now_ns
+                    self._end(job, "cancel", now, out)
+                    continue
+            if job.state == HELD:
+                self.held[job.jobid] = job
+            elif self.deps.blocked(job.jobid):
+                if job.state == WAITING:  # a record out of step with its dependencies:
+                    job.state = BLOCKED  # restore rebuilds states; the dependencies win
+                self.blocked[job.jobid] = job
             else:
-                self.waiting.push(job)
+                if job.state == BLOCKED:
+                    advance(job, "unblock")
+                    out.append(Save(job))
+                at = job.end_ns / _NS + job.retry_delay_ms / 1000 if job.retried else 0.0
+                if at > now and job.retry_delay_ms:
+                    self._delay(job, at)
+                else:
+                    self.waiting.push(job)
+        self._known.clear()
+        return out
+
+    def _restored_end(self, dep: int) -> int | None:
+        how = self._ended_how(dep)
+        return GONE if how == -1 else how
 
     def durable_counters(self) -> dict[str, int]:
         """The counters the store keeps (saved with each batch of job records)."""
@@ -211,6 +292,8 @@ class Kernel:
             "finishedJobsCount": c.finished,
             "cancelledJobsCount": c.cancelled,
             "requeuedJobsCount": c.requeued,
+            "timedOutJobsCount": c.timed_out,
+            "retriedCount": c.retried,
         }
         if self._drain_changed:
             counters.update((DRAINED + k, v) for k, v in self._drain_changed.items())
@@ -239,6 +322,9 @@ class Kernel:
         if msg.kind in _REMEMBERED:
             out.append(Remember(msg.nonce, msg.sendtime_ns))
         handler(self, msg, peer, now, out)
+        if self._kick:
+            self._kick = False
+            self._dispatch(now, out)
         return out
 
     def tick(self, now: float) -> list[Action]:
@@ -250,8 +336,17 @@ class Kernel:
             if isinstance(item, Held):
                 if not item.answered:
                     self._expire(item, out)
+            elif isinstance(item, Delay):
+                job = self.delayed.get(item.jobid)
+                if job is not None:  # else held or cancelled meanwhile
+                    del self.delayed[item.jobid]
+                    self.waiting.push_front(job)
+                    self._kick = True
             elif item.check_at == at:  # else a later timer superseded this one
                 self._check_alive(item, now, out)
+        if self._kick:
+            self._kick = False
+            self._dispatch(now, out)
         return out
 
     def next_deadline(self) -> float | None:
@@ -299,11 +394,17 @@ class Kernel:
         jobs leave the queues as if never submitted; a dispatched one is killed on its worker."""
         out: list[Action] = []
         for jobid in range(first, first + count):
+            self.deps.forget(jobid)
             if self.waiting.pop(jobid) is not None:
                 continue
-            job = self.running.pop(jobid, None)
+            if self.blocked.pop(jobid, None) or self.held.pop(jobid, None):
+                continue
+            if self.delayed.pop(jobid, None) is not None:
+                continue
+            job = self.running.get(jobid)
             if job is None:
                 continue
+            self._unrun(job)
             worker = self.workers.get(job.workerid)
             if worker is not None and jobid in worker.runs:
                 self._release_run(worker, job)
@@ -322,30 +423,128 @@ class Kernel:
             out.append(Reply(peer, Message(Kind.ERROR, reply_to=msg.nonce, text=text)))
             return
         first = self.next_jobid
+        unknown = self._unknown_dependency(msg.jobs)
+        if unknown is not None:
+            self.counters.refused += 1
+            text = (
+                f"refused: job {unknown} is not known to this server (--after and --after-any "
+                "name jobs submitted before); nothing was submitted"
+            )
+            out.append(Reply(peer, Message(Kind.ERROR, reply_to=msg.nonce, text=text)))
+            return
+        jobs = msg.jobs
+        if msg.text:  # an array: one job made once per index (the front door checked it)
+            template = jobs[0]
+            self._intern_fields(template)
+            template.submit_ns = int(now * _NS)
+            if template.state != HELD and not (template.after or template.after_any):
+                template.state = NEW
+                template.attempt = template.retried = template.out_base = 0
+                template.workerid = template.gpu_ids = template.note = ""
+                jobs = expand(template, _wire_array(msg.text), first)
+                self._submit_array(jobs, now, out)
+                reply = Message(Kind.SUBMITTED, reply_to=msg.nonce, jobid=first, count=len(jobs))
+                out.append(Reply(peer, reply))
+                self._dispatch(now, out)
+                return
+            jobs = expand(template, _wire_array(msg.text), first)
         env: list[str] = []
         now_ns = int(now * _NS)
-        for job in msg.jobs:  # a job with no env inherits the one before it (batches share one)
-            if job.env:
+        for job in jobs:  # a job with no env inherits the one before it (batches share one)
+            if not msg.text:
+                if job.env:
+                    env = job.env
+                job.env = env
+                self._intern_fields(job)
                 env = job.env
-            job.env = env
-            self._intern_fields(job)
-            env = job.env
+                job.array_id = job.array_index = job.array_max = 0
             job.jobid = self.next_jobid
             self.next_jobid += 1
-            job.state = NEW  # whatever the client said
-            job.attempt = 0
+            hold = job.state == HELD
+            job.state = NEW  # whatever else the client said
+            job.attempt = job.retried = job.out_base = 0
             job.workerid = ""
             job.gpu_ids = ""
             job.note = ""
             job.submit_ns = now_ns
-            advance(job, "submit")
-            self.waiting.push(job)
-            out.append(Save(job))
+            self._admit(job, hold, now, out)
             if self._notify:
                 out.append(Notify("submitted", job))
-        reply = Message(Kind.SUBMITTED, reply_to=msg.nonce, jobid=first, count=len(msg.jobs))
+        reply = Message(Kind.SUBMITTED, reply_to=msg.nonce, jobid=first, count=len(jobs))
         out.append(Reply(peer, reply))
         self._dispatch(now, out)
+
+    def _submit_array(self, jobs: list[Job], now: float, out: list[Action]) -> None:
+        """The jobs of an array that neither waits for others nor is held: all join the queue
+        at once (one group; the same rules as _admit, without the per-job checks)."""
+        notify = self._notify
+        for job in jobs:  # each a copy of the submitted job, its fields set as _on_submit does
+            advance(job, "submit")
+            out.append(Save(job))
+            if notify:
+                out.append(Notify("submitted", job))
+        self.next_jobid = jobs[-1].jobid + 1
+        self.waiting.extend(jobs)
+
+    def _admit(self, job: Job, hold: bool, now: float, out: list[Action]) -> None:
+        """A new job waits, is blocked on its dependencies, is held, or (a dependency it needs
+        has failed already) is cancelled at once with the reason."""
+        if job.after or job.after_any:
+            doomed = self.deps.register(job, self._ended_how)
+            if doomed is not None:
+                job.note = doomed
+                job.end_ns = int(now * _NS)
+                self._end(job, "cancel", now, out)
+                return
+        if hold:
+            advance(job, "hold")
+            self.held[job.jobid] = job
+        elif self.deps.blocked(job.jobid):
+            advance(job, "block")
+            self.blocked[job.jobid] = job
+        else:
+            advance(job, "submit")
+            self.waiting.push(job)
+        out.append(Save(job))
+
+    def _ended_how(self, jobid: int) -> int | None:
+        """How a job ended (dependencies.SUCCEEDED...), None while it has not, -1 if this
+        server does not know (see `unresolved`)."""
+        if self._live(jobid) is not None:
+            return None
+        job = self.ended.get(jobid)
+        if job is not None:
+            return outcome_of(job.state, job.exit_status)
+        return self._known.get(jobid, -1)
+
+    def _unknown_dependency(self, jobs: list[Job]) -> int | None:
+        """The first dependency named by these new jobs that is not a job this server knows."""
+        for job in jobs:
+            for dep in (*job.after, *job.after_any) if job.after or job.after_any else ():
+                if not 0 < dep < self.next_jobid or self._ended_how(dep) == -1:
+                    return dep
+        return None
+
+    def unresolved(self, msg: Message) -> list[int]:
+        """The dependencies a SUBMIT names that ended too long ago for the kernel to remember
+        how: the runtime looks them up in the store and passes them to `learn` before handing
+        the SUBMIT in (else they count as unknown, and the SUBMIT is refused)."""
+        if msg.kind != Kind.SUBMIT:
+            return []
+        wanted: set[int] = set()
+        for job in msg.jobs:
+            if job.after or job.after_any:
+                for dep in (*job.after, *job.after_any):
+                    if 0 < dep < self.next_jobid and self._ended_how(dep) == -1:
+                        wanted.add(dep)
+        return sorted(wanted)
+
+    def learn(self, outcomes: dict[int, tuple[JobState, int]]) -> None:
+        """How these jobs ended, from the store (see `unresolved`)."""
+        if len(self._known) + len(outcomes) > _KNOWN_OUTCOMES:
+            self._known.clear()
+        for jobid, (state, exit_status) in outcomes.items():
+            self._known[jobid] = outcome_of(state, exit_status)
 
     def _on_request_work(self, msg: Message, peer: Hashable, now: float, out: list[Action]) -> None:
         offer = msg.jobs[0] if msg.jobs and msg.jobs[0].jobid == 0 else None
@@ -422,7 +621,8 @@ class Kernel:
             self.counters.stale_output += 1
             out.append(Reply(peer, Message(Kind.ACK, reply_to=msg.nonce, text="stale")))
             return
-        out.append(WriteOutput(job, msg.offset, msg.data))
+        at, data = place(job, msg.offset, msg.data)
+        out.append(WriteOutput(job, at, data, msg.offset == 0))
         out.append(Reply(peer, Message(Kind.ACK, reply_to=msg.nonce)))
 
     def _on_result(self, msg: Message, peer: Hashable, now: float, out: list[Action]) -> None:
@@ -440,16 +640,20 @@ class Kernel:
         else:
             outcome = msg.jobs[0]
             if msg.data or msg.offset == 0:
-                out.append(WriteOutput(job, msg.offset, msg.data))
+                at, data = place(job, msg.offset, msg.data)
+                out.append(WriteOutput(job, at, data, msg.offset == 0))
             job.pid = outcome.pid
             job.exit_status = outcome.exit_status
             job.start_ns = outcome.start_ns
             job.end_ns = outcome.end_ns
-            job.out_bytes = outcome.out_bytes
+            job.out_bytes = attempt_bytes(job, outcome)
             job.workerhost = worker.host
-            del self.running[job.jobid]
+            self._unrun(job)
             self._release_run(worker, job)
-            self._end(job, "finish", out)
+            if retries_left(job, outcome):
+                self._retry(job, now, out)
+            else:
+                self._end(job, "timeout" if outcome.state == TIMEOUT else "finish", now, out)
         if not worker.runs:
             self._release(worker, "beat", out, Kind.ACK)  # nothing left to beat for
         if msg.wait_ms > 0:  # and it wants more work: this is its ask now (a RESULT lists no
@@ -465,28 +669,57 @@ class Kernel:
             self._fill(worker, now, out)
 
     def _on_cancel(self, msg: Message, peer: Hashable, now: float, out: list[Action]) -> None:
+        if msg.jobid == 0:
+            self._cancel_many(msg, peer, now, out)
+            return
         jobid = msg.jobid
         job = self._live(jobid)
         if job is None:
             self._about_ended(msg, peer, out, "job %d has already ended")
             return
-        if jobid in self.waiting:
-            self.waiting.pop(jobid)
-            text = f"cancelled waiting job {jobid}"
-        else:
-            del self.running[jobid]
+        was = "running" if job.state == RUNNING else job.state.name.lower()
+        self._cancel(job, "cancelled by goq kill", now, out)
+        text = f"cancelled {was} job {jobid}"
+        if was == "running":
+            text += "; its worker is killing it"
+        out.append(Reply(peer, Message(Kind.ACK, reply_to=msg.nonce, jobid=jobid, text=text)))
+
+    def _cancel_many(self, msg: Message, peer: Hashable, now: float, out: list[Action]) -> None:
+        ranges = idranges.parse(msg.text)
+        jobs = list(self._live_in(ranges))
+        for job in jobs:
+            self._cancel(job, "cancelled by goq kill", now, out)
+        asked = idranges.count(ranges)
+        text = f"cancelled {len(jobs)} job(s)"
+        if asked > len(jobs):
+            text += f"; {asked - len(jobs)} of those named had ended or were never jobs"
+        reply = Message(Kind.ACK, reply_to=msg.nonce, count=len(jobs), text=text)
+        out.append(Reply(peer, reply))
+
+    def _cancel(self, job: Job, why: str, now: float, out: list[Action]) -> None:
+        """End a job that has not ended, wherever it is; a run is killed on its worker."""
+        jobid = job.jobid
+        if job.state == RUNNING:
+            self._unrun(job)
             worker = self.workers.get(job.workerid)
             if worker is not None and jobid in worker.runs:
                 self._release_run(worker, job)
                 self._kill_runs(worker, [job], out)
                 self._fill(worker, now, out)
-            text = f"cancelled running job {jobid}; its worker is killing it"
+        else:
+            for where in (self.waiting, self.delayed, self.blocked, self.held):
+                if where.pop(jobid, None) is not None:
+                    break
+        self.deps.forget(jobid)
+        job.note = why
         job.end_ns = int(now * _NS)
-        self._end(job, "cancel", out)
-        out.append(Reply(peer, Message(Kind.ACK, reply_to=msg.nonce, jobid=jobid, text=text)))
+        self._end(job, "cancel", now, out)
 
     def _on_wait(self, msg: Message, peer: Hashable, now: float, out: list[Action]) -> None:
         jobid = msg.jobid
+        if jobid == 0:
+            self._wait_many(msg, peer, now, out)
+            return
         if self._live(jobid) is not None:
             held = self._hold(peer, msg, Kind.WAIT, now)
             held.jobid = jobid
@@ -494,15 +727,100 @@ class Kernel:
             return
         self._about_ended(msg, peer, out, None)
 
+    def _wait_many(self, msg: Message, peer: Hashable, now: float, out: list[Action]) -> None:
+        """Answer with the named jobs that have ended, or hold until one does."""
+        ranges = idranges.parse(msg.text)
+        if ranges[-1][1] >= self.next_jobid:
+            unknown = max(ranges[-1][0], self.next_jobid)
+            text = f"job {unknown} is not known to this server"
+            out.append(Reply(peer, Message(Kind.NOT_KNOWN, reply_to=msg.nonce, text=text)))
+            return
+        briefs: list[Job] = []
+        elsewhere: list[int] = []
+        live = set(j.jobid for j in self._live_in(ranges))
+        for jobid in idranges.ids(ranges):
+            if jobid in live:
+                continue
+            job = self.ended.get(jobid)
+            if job is None:
+                elsewhere.append(jobid)
+            elif len(briefs) < _WAIT_BRIEFS:
+                briefs.append(_brief(job))
+        if briefs or elsewhere:
+            text = idranges.format_ids(elsewhere)
+            reply = Message(Kind.FINISHED, reply_to=msg.nonce, jobs=briefs, text=text)
+            out.append(Reply(peer, reply))
+            return
+        held = self._hold(peer, msg, Kind.WAIT, now)
+        held.ranges = ranges
+        self.multi_waiters.append(held)
+
+    def _on_hold(self, msg: Message, peer: Hashable, now: float, out: list[Action]) -> None:
+        moved, running = 0, []
+        for job in self._live_in(idranges.parse(msg.text)):
+            jobid = job.jobid
+            if job.state == HELD:
+                continue
+            if job.state == RUNNING:
+                running.append(jobid)
+                continue
+            if self.waiting.pop(jobid) is None and self.delayed.pop(jobid, None) is None:
+                del self.blocked[jobid]
+            advance(job, "hold")
+            self.held[jobid] = job
+            out.append(Save(job))
+            moved += 1
+        text = f"held {moved} job(s)"
+        if running:
+            text += f"; running, so not held: {_some(running)}"
+        out.append(Reply(peer, Message(Kind.ACK, reply_to=msg.nonce, count=moved, text=text)))
+
+    def _on_release(self, msg: Message, peer: Hashable, now: float, out: list[Action]) -> None:
+        moved = 0
+        for job in self._live_in(idranges.parse(msg.text)):
+            if job.state != HELD:
+                continue
+            del self.held[job.jobid]
+            if self.deps.blocked(job.jobid):
+                advance(job, "block")
+                self.blocked[job.jobid] = job
+            else:
+                advance(job, "release")
+                self.waiting.push(job)
+                self._kick = True
+            out.append(Save(job))
+            moved += 1
+        text = f"released {moved} job(s)"
+        out.append(Reply(peer, Message(Kind.ACK, reply_to=msg.nonce, count=moved, text=text)))
+
+    def _on_select(self, msg: Message, peer: Hashable, now: float, out: list[Action]) -> None:
+        name = msg.text
+        if name:
+            found = [j.jobid for j in self._all_live() if j.name == name]
+            found += [j.jobid for j in self.ended.values() if j.name == name]
+        else:
+            found = [j.jobid for j in self._all_live()]
+        text = idranges.format_ids(found)
+        reply = Message(Kind.JOB_IDS, reply_to=msg.nonce, count=len(found), text=text)
+        out.append(Reply(peer, reply))
+
     def _on_stat(self, msg: Message, peer: Hashable, now: float, out: list[Action]) -> None:
         n = min(msg.count, MAX_STAT_LIST) if msg.count > 0 else 10
         listed = [_brief(j) for j in islice(self.running.values(), n)]
-        for job in islice(self.waiting.values(), n):
+        waiting = self.waiting.values()
+        if self.delayed:
+            waiting = iter([*self.delayed.values(), *islice(waiting, n)])
+        for job in islice(waiting, n):
             brief = _brief(job)
             why = self.why_waiting(job)
             if why:
                 brief.note = why
             listed.append(brief)
+        for job in islice(self.blocked.values(), n):
+            brief = _brief(job)
+            brief.note = self.why_blocked(job)
+            listed.append(brief)
+        listed += [_brief(j) for j in islice(self.held.values(), n)]
         reply = Message(Kind.STATUS, reply_to=msg.nonce, jobs=listed, counters=self.stat_counters())
         out.append(Reply(peer, reply))
 
@@ -522,6 +840,7 @@ class Kernel:
         for worker in self.workers.values():
             worker.ask = worker.beat = None
         self.waiters.clear()
+        self.multi_waiters.clear()
         self._timers.clear()
         out.append(Stop())
         return out
@@ -610,6 +929,9 @@ class Kernel:
         Kind.DRAIN: _on_drain,
         Kind.RESUME: _on_resume,
         Kind.WORKERS: _on_workers,
+        Kind.HOLD: _on_hold,
+        Kind.RELEASE: _on_release,
+        Kind.SELECT: _on_select,
     }
 
     # ----------------------------------------------------------------------------- matching
@@ -626,8 +948,9 @@ class Kernel:
     def _head(self) -> tuple[Job, Shape] | None:
         """The first waiting job in queue order that fits some worker ever seen (a job that
         fits none cannot hold the others back), with its need."""
+        full = self.caps.full
         for _, need, head in self.waiting.heads():
-            if self.why_nowhere_shape(need) is None:
+            if self.why_nowhere_shape(need) is None and not full(head):
                 return head, need
         return None
 
@@ -688,8 +1011,13 @@ class Kernel:
 
     def _first_fitting(self, room: Capacity, worker: Worker) -> Job | None:
         """The best-ranked waiting job that fits `room` on this worker."""
+        full = self.caps.full
         for _, need, head in self.waiting.heads():
-            if fits(need, room) and (room is worker.free or fits(need, worker.free)):  # type: ignore[arg-type]
+            if (
+                fits(need, room)
+                and (room is worker.free or fits(need, worker.free))  # type: ignore[arg-type]
+                and not full(head)
+            ):
                 return head
         return None
 
@@ -703,6 +1031,7 @@ class Kernel:
         assert worker.free is not None
         job.gpu_ids = take(job, worker.free)
         self.running[job.jobid] = job
+        self.caps.started(job)
         worker.runs[job.jobid] = job.attempt
         out.append(Save(job))
         if self._notify:
@@ -715,8 +1044,21 @@ class Kernel:
         )
 
     def why_waiting(self, job: Job) -> str | None:
-        """Why a waiting job is not running: it fits no worker seen (None otherwise)."""
+        """Why a waiting job is not running: its retry waits for a delay, its array runs as
+        many as it may, or it fits no worker seen (None otherwise)."""
+        if job.jobid in self.delayed:
+            return f"retry {job.retried} of {job.retries}, after a delay of {job.retry_delay_ms / 1000:g} s"
+        if self.caps.full(job):
+            return self.caps.describe(job)
         return self.why_nowhere_shape(shape(job))
+
+    def why_blocked(self, job: Job) -> str:
+        """On what a blocked job waits: "waits for 12, 15" (shortened when long)."""
+        left = self.deps.waits_for(job, lambda dep: self._live(dep) is not None)
+        text = idranges.format_ids(left) if left else "nothing (about to wait)"
+        if len(text) > _SHOW_DEPS:
+            text = text[: _SHOW_DEPS - 3].rsplit(",", 1)[0] + ",..."
+        return f"waits for {text}" if left else text
 
     def why_nowhere_shape(self, need: Shape) -> str | None:
         cache = self._nowhere
@@ -751,10 +1093,11 @@ class Kernel:
     ) -> None:
         """A run is not going on any more (worker dead, gone or immolated): its job goes to the
         head of its priority for a new attempt."""
-        job = self.running.pop(jobid, None)
+        job = self.running.get(jobid)
         if job is None:  # ended meanwhile (cancelled)
             worker.runs.pop(jobid, None)
             return
+        self._unrun(job)
         self._release_run(worker, job)
         advance(job, "requeue")
         job.workerid = ""
@@ -776,13 +1119,68 @@ class Kernel:
             self._answer(held, Message(Kind.KILL, jobid=kill[0].jobid, jobs=kill), out)
             worker.beat = None
 
-    def _end(self, job: Job, event: str, out: list[Action]) -> None:
-        """Record the job's end, exactly once, and answer everyone waiting for it."""
-        advance(job, event)
-        if event == "finish":
-            self.counters.finished += 1
+    def _unrun(self, job: Job) -> None:
+        """The job's run is over (ended, requeued, retried or cancelled): it is not running."""
+        del self.running[job.jobid]
+        if self.caps.stopped(job):
+            self._kick = True  # its array may run another now
+
+    def _retry(self, job: Job, now: float, out: list[Action]) -> None:
+        """A failed run with retries left: the job waits again (after its delay), as a new
+        attempt whose output follows this one's."""
+        advance(job, "retry")
+        job.retried += 1
+        job.out_base = job.out_bytes
+        job.workerid = ""
+        job.gpu_ids = ""
+        job.end_ns = int(now * _NS)  # when the delay starts (server clock)
+        self.counters.retried += 1
+        if job.retry_delay_ms:
+            self._delay(job, now + job.retry_delay_ms / 1000)
         else:
-            self.counters.cancelled += 1
+            self.waiting.push_front(job)
+            self._kick = True
+        out.append(Save(job))
+
+    def _delay(self, job: Job, at: float) -> None:
+        self.delayed[job.jobid] = job
+        heapq.heappush(self._timers, (at, next(self._seq), Delay(job.jobid, at)))
+
+    def _end(self, job: Job, event: str, now: float, out: list[Action]) -> None:
+        """Record the job's end, exactly once, and answer everyone waiting for it; then what
+        it means for the jobs that depend on it (dependencies.py), down the chain."""
+        self._record_end(job, event, out)
+        if not self.deps.dependents:
+            return
+        now_ns = int(now * _NS)
+        ended = [job]
+        while ended:
+            job = ended.pop()
+            ready, doomed = self.deps.ended(job.jobid, outcome_of(job.state, job.exit_status))
+            for jobid in ready:
+                waiting = self.blocked.pop(jobid, None)
+                if waiting is not None:  # (a held one stays held, with nothing to wait for)
+                    advance(waiting, "unblock")
+                    self.waiting.push(waiting)
+                    out.append(Save(waiting))
+                    self._kick = True
+            for jobid, why in doomed:
+                gone = self.blocked.pop(jobid, None) or self.held.pop(jobid, None)
+                if gone is not None:
+                    gone.note = why
+                    gone.end_ns = now_ns
+                    self._record_end(gone, "cancel", out)
+                    ended.append(gone)
+
+    def _record_end(self, job: Job, event: str, out: list[Action]) -> None:
+        advance(job, event)
+        c = self.counters
+        if event == "finish":
+            c.finished += 1
+        elif event == "timeout":
+            c.timed_out += 1
+        else:
+            c.cancelled += 1
         self.ended[job.jobid] = job
         if len(self.ended) > self.config.ended_ring:
             self.ended.popitem(last=False)
@@ -791,6 +1189,19 @@ class Kernel:
             out.append(Notify("finished", job))
         for held in self.waiters.pop(job.jobid, ()):
             self._answer(held, Message(Kind.FINISHED, jobid=job.jobid, jobs=[_brief(job)]), out)
+        if self.multi_waiters:
+            self._tell_multi_waiters(job, out)
+
+    def _tell_multi_waiters(self, job: Job, out: list[Action]) -> None:
+        keep = []
+        for held in self.multi_waiters:
+            if held.answered:
+                continue
+            if held.ranges is not None and _within(job.jobid, held.ranges):
+                self._answer(held, Message(Kind.FINISHED, jobs=[_brief(job)]), out)
+            else:
+                keep.append(held)
+        self.multi_waiters = keep
 
     # ----------------------------------------------------------------------------- liveness
 
@@ -864,6 +1275,8 @@ class Kernel:
             reply = Kind.NOTHING_YET if held.kind == Kind.REQUEST_WORK else Kind.ALIVE
             self._answer(held, Message(reply), out)
         else:
+            if held.ranges is not None:
+                self.multi_waiters.remove(held)
             waiters = self.waiters.get(held.jobid)
             if waiters is not None:
                 waiters.remove(held)
@@ -932,9 +1345,42 @@ class Kernel:
             out.append(ReplyStoredJob(peer, msg.nonce, jobid))
 
     def _live(self, jobid: int) -> Job | None:
-        """The job if it has not ended (waiting or running), else None."""
+        """The job if it has not ended (waiting, running, blocked or held), else None."""
         job = self.waiting.get(jobid)
-        return job if job is not None else self.running.get(jobid)
+        if job is None:
+            job = self.running.get(jobid)
+            if job is None:
+                job = self.blocked.get(jobid) or self.held.get(jobid) or self.delayed.get(jobid)
+        return job
+
+    def _live_count(self) -> int:
+        return (
+            len(self.waiting)
+            + len(self.running)
+            + len(self.blocked)
+            + len(self.held)
+            + len(self.delayed)
+        )
+
+    def _all_live(self) -> Iterable[Job]:
+        """Every job that has not ended, by state (running, waiting, blocked, held)."""
+        yield from self.running.values()
+        yield from self.delayed.values()
+        yield from self.waiting.values()
+        yield from self.blocked.values()
+        yield from self.held.values()
+
+    def _live_in(self, ranges: list[tuple[int, int]]) -> list[Job]:
+        """The jobs not ended among these ids, in id order: by id when the ranges are small,
+        else by looking at each live job (a range like 1-1000000000 costs no more)."""
+        if idranges.count(ranges) <= 4 * self._live_count():
+            live = self._live
+            found = [live(jobid) for jobid in idranges.ids(ranges) if jobid < self.next_jobid]
+            return [job for job in found if job is not None]
+        return sorted(
+            (job for job in self._all_live() if _within(job.jobid, ranges)),
+            key=lambda job: job.jobid,
+        )
 
     def _intern_fields(self, job: Job) -> None:
         """Share one object between jobs for equal environments, commands, directories, hosts
@@ -961,12 +1407,16 @@ class Kernel:
         c = self.counters
         counters = {
             "runQlen": len(self.running),
-            "waitingJobs": len(self.waiting),
+            "waitingJobs": len(self.waiting) + len(self.delayed),
+            "blockedJobs": len(self.blocked),
+            "heldJobs": len(self.held),
             "waitingWorkers": len(self.idle),
             "knownWorkers": len(self.workers),
             "finishedJobsCount": c.finished,
             "cancelledJobsCount": c.cancelled,
             "requeuedJobsCount": c.requeued,
+            "timedOutJobsCount": c.timed_out,
+            "retriedCount": c.retried,
             "staleResultCount": c.stale_results,
             "duplicateResultCount": c.duplicate_results,
             "staleOutputCount": c.stale_output,
@@ -974,7 +1424,7 @@ class Kernel:
             "errorCount": c.errors,
             "undeliveredCount": c.undelivered,
             "nextJobId": self.next_jobid,
-            "waiters": sum(len(w) for w in self.waiters.values()),
+            "waiters": sum(len(w) for w in self.waiters.values()) + len(self.multi_waiters),
         }
         counters.update(c.drops)
         return counters
@@ -988,3 +1438,21 @@ def _room(free: Capacity) -> tuple[int, int, int]:
 def _brief(job: Job) -> Job:
     """A copy of a job fit for stat and wait replies: everything but its environment."""
     return replace(job, env=[])
+
+
+def _within(jobid: int, ranges: list[tuple[int, int]]) -> bool:
+    """Whether `jobid` is in these sorted, merged ranges."""
+    i = bisect_right(ranges, (jobid, _INT_MAX)) - 1
+    return i >= 0 and ranges[i][0] <= jobid <= ranges[i][1]
+
+
+def _some(ids: list[int]) -> str:
+    text = idranges.format_ids(ids)
+    return text if len(text) <= _SHOW_DEPS else text[: _SHOW_DEPS - 3].rsplit(",", 1)[0] + ",..."
+
+
+def _wire_array(text: str) -> ArraySpec:
+    """The array a SUBMIT's text names ("START-STOP:STEP"; the front door checked it)."""
+    span, _, step = text.partition(":")
+    start, _, stop = span.partition("-")
+    return ArraySpec(int(start), int(stop), int(step))

@@ -12,16 +12,34 @@ Rules (each refusal is one line of text; None means the input may pass):
 - What a job asks for is in range: 1 to MAX_AMOUNT cpus, 0 to MAX_AMOUNT GPUs and of each named
   counter, memory 0 to 2^62 bytes, a priority that fits 32 bits; counter names are short words
   (no "=", no NUL). A worker's offer (REQUEST_WORK) obeys the same, with its GPU ids as text.
+- Workflow fields (design.md §7): a name is short text; a job names at most MAX_DEPENDENCIES
+  dependencies, each a positive id (whether it is a known job is the kernel's submit rule);
+  retries 0 to MAX_RETRIES, delays and time limits 0 to MAX_DURATION_MS, an array cap in range.
+  An array SUBMIT carries exactly one job and "START-STOP:STEP" of at most MAX_ARRAY jobs.
+- HOLD, RELEASE, and CANCEL or WAIT about many jobs (job id 0) name them as id ranges
+  (idranges.py); SELECT names a job name, or every job.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from goq_core.limits import MAX_AMOUNT, MAX_HOLD_MS, MAX_JOBS_PER_SUBMIT, MAX_TEXT
+from goq_core import idranges
+from goq_core.limits import (
+    MAX_AMOUNT,
+    MAX_ARRAY,
+    MAX_DEPENDENCIES,
+    MAX_DURATION_MS,
+    MAX_HOLD_MS,
+    MAX_JOBS_PER_SUBMIT,
+    MAX_NAME,
+    MAX_RETRIES,
+    MAX_TEXT,
+)
 from goq_core.messages import Job, Kind, Message
 
 _FROM_WORKERS = frozenset({Kind.REQUEST_WORK, Kind.HEARTBEAT, Kind.OUTPUT, Kind.RESULT})
+_MANY = frozenset({Kind.CANCEL, Kind.WAIT})  # with job id 0: about the jobs in `text`
 
 
 def text_problem(s: str) -> str | None:
@@ -53,7 +71,55 @@ def job_problem(job: Job) -> str | None:
         why = text_problem(s)
         if why is not None:
             return f"an argument holds {why}"
-    return amounts_problem(job)
+    return amounts_problem(job) or workflow_problem(job)
+
+
+def workflow_problem(job: Job) -> str | None:
+    """Why a job's name, dependencies, retries, time limit or array fields are out of range."""
+    if job.name and (len(job.name) > MAX_NAME or text_problem(job.name) is not None):
+        return f"a job name must be text of at most {MAX_NAME} characters, without NUL"
+    if job.after or job.after_any:
+        if len(job.after) + len(job.after_any) > MAX_DEPENDENCIES:
+            return f"a job may depend on at most {MAX_DEPENDENCIES:,} jobs"
+        if min(job.after or job.after_any) < 1 or min(job.after_any or job.after) < 1:
+            return "a dependency must be a job id (1 or more)"
+    if not 0 <= job.retries <= MAX_RETRIES or job.retried < 0:
+        return f"retries={job.retries} (0 to {MAX_RETRIES})"
+    for what, ms in (("retry delay", job.retry_delay_ms), ("time limit", job.time_limit_ms)):
+        if not 0 <= ms <= MAX_DURATION_MS:
+            return f"a {what} of {ms} ms (0 to {MAX_DURATION_MS})"
+    if not 0 <= job.array_max <= MAX_AMOUNT or job.array_id < 0 or job.array_index < 0:
+        return f"an array cap of {job.array_max} (0 to {MAX_AMOUNT})"
+    if job.out_base < 0:
+        return "a negative output size"
+    return None
+
+
+def array_problem(text: str) -> str | None:
+    """Why an array SUBMIT's "START-STOP:STEP" cannot be made, or None."""
+    span, colon, step = text.partition(":")
+    start, dash, stop = span.partition("-")
+    if not (colon and dash) or not all(w.isascii() and w.isdigit() for w in (start, stop, step)):
+        return f"array {text[:40]!r} (START-STOP:STEP)"
+    a, b, k = int(start), int(stop), int(step)
+    if b < a or k < 1 or b > MAX_AMOUNT:
+        return f"array {text[:40]!r}: empty, a step below 1, or indexes beyond {MAX_AMOUNT}"
+    if (b - a) // k + 1 > MAX_ARRAY:
+        return f"an array of more than {MAX_ARRAY:,} jobs"
+    return None
+
+
+def ids_problem(text: str) -> str | None:
+    """Why a request's job ids (id ranges) cannot be read, or None."""
+    if not text:
+        return "no job id given"
+    if len(text) > MAX_TEXT:
+        return "a list of job ids too long"
+    try:
+        idranges.parse(text)
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 def amounts_problem(job: Job) -> str | None:
@@ -127,7 +193,20 @@ def request_problem(msg: Message) -> str | None:
                 f"{n} jobs in one request (at most {MAX_JOBS_PER_SUBMIT}; goq sub splits "
                 "larger batches)"
             )
+        if msg.text:
+            if n != 1:
+                return "an array submission carries exactly one job"
+            why = array_problem(msg.text)
+            if why is not None:
+                return why
         for _, why in jobs_problems(msg.jobs):
             if why is not None:
                 return why
+    elif kind in (Kind.HOLD, Kind.RELEASE) or (kind in _MANY and msg.jobid == 0):
+        return ids_problem(msg.text)
+    elif kind == Kind.SELECT:
+        if len(msg.text) > MAX_NAME or "\x00" in msg.text:
+            return f"a job name of more than {MAX_NAME} characters, or with NUL"
+        if not msg.text and msg.count != 1:
+            return "SELECT names a job name, or every job (count 1)"
     return None

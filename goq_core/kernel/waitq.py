@@ -1,6 +1,6 @@
 """The order of waiting jobs: highest priority first, then oldest; a requeued job goes to the
-head of its priority. Jobs are grouped by (priority, shape) so that matching looks at one head
-per group, not at every waiting job.
+head of its priority. Jobs are grouped by (priority, shape, array) so that matching looks at one
+head per group, not at every waiting job, and can skip an array at its cap as a whole.
 
 Rules:
 - Within a group, jobs keep their order (FIFO); a requeued job is put first in its group and
@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from goq_core.kernel.matching import Shape, shape
 from goq_core.messages import Job
 
-GroupKey = tuple[int, Shape]
+GroupKey = tuple[int, Shape, int]  # priority, shape, array id (0: not in a capped array)
 
 
 class WaitQueue:
@@ -70,12 +70,24 @@ class WaitQueue:
 
     def push(self, job: Job) -> None:
         """Add a job at the tail of its priority."""
-        key = (job.priority, shape(job))
+        key = (job.priority, shape(job), job.array_id if job.array_max else 0)
         group = self._groups.get(key)
         if group is None:
             self._groups[key] = group = OrderedDict()
         group[job.jobid] = job
         self._where[job.jobid] = key
+
+    def extend(self, jobs: list[Job]) -> None:
+        """Add jobs that share one priority, shape and array (an array's jobs) at the tail."""
+        if not jobs:
+            return
+        self.push(jobs[0])
+        key = self._where[jobs[0].jobid]
+        group = self._groups[key]
+        where = self._where
+        for job in jobs[1:]:
+            group[job.jobid] = job
+            where[job.jobid] = key
 
     def push_front(self, job: Job) -> None:
         """Put a job back at the head of its priority (a requeue)."""
@@ -102,7 +114,7 @@ class WaitQueue:
         """The head of each group with its rank and shape, best rank first."""
         order = self._order
         found = []
-        for (priority, need), group in self._groups.items():
+        for (priority, need, _), group in self._groups.items():
             head = next(iter(group.values()))
             found.append(((-priority, order(head.jobid)), need, head))
         found.sort(key=lambda t: t[0])

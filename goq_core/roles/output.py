@@ -84,12 +84,13 @@ class OutputFiles:
         self._jobs: OrderedDict[int, int] = OrderedDict()  # jobid -> _FALLBACK / _LOST / _PRIMARY
         self._envs: OrderedDict[int, tuple[list[str], int, _OdirChoice]] = OrderedDict()
 
-    def write(self, job: Job, offset: int, data: bytes) -> bool:
-        """Write `data` at `offset` (0 starts the file afresh) of `job`'s output file.
+    def write(self, job: Job, offset: int, data: bytes, start: bool | None = None) -> bool:
+        """Write `data` at `offset` of `job`'s output file; `start` (default: offset 0) cuts
+        the file at `offset` first (an attempt's first chunk).
 
         Returns True when it changed `job.note` (the caller must then save the job)."""
         try:
-            return self._write(job, offset, data)
+            return self._write(job, offset, data, offset == 0 if start is None else start)
         except Exception as exc:  # the server must survive anything
             with contextlib.suppress(Exception):
                 self._log(f"job {job.jobid}: output not written: {exc!r}")
@@ -107,7 +108,7 @@ class OutputFiles:
 
     # internals
 
-    def _write(self, job: Job, offset: int, data: bytes) -> bool:
+    def _write(self, job: Job, offset: int, data: bytes, start: bool) -> bool:
         jobid = job.jobid
         name = f"out.{jobid:05d}"
         route = self._jobs.get(jobid)  # no lock to read: only writers hold it
@@ -116,7 +117,7 @@ class OutputFiles:
                 self._jobs.move_to_end(jobid)
         if route == _FALLBACK:
             try:
-                self._write_under(self._home_base, self._parts, name, offset, data)
+                self._write_under(self._home_base, self._parts, name, offset, data, start)
                 return False
             except _Refused as why:
                 return self._lost(job, str(why), None)
@@ -135,17 +136,17 @@ class OutputFiles:
             return self._lost(job, f"chunk offset {offset} is out of range", None) or noted
         try:
             base = self._base(job.dir, choice)
-            self._write_under(base, choice.parts, name, offset, data)
+            self._write_under(base, choice.parts, name, offset, data, start)
             return noted
         except _Refused as why:
             refused = str(why)
         if route == _LOST:  # already logged and noted: retry quietly, on the fallback
             with contextlib.suppress(_Refused):
-                self._write_under(self._home_base, self._parts, name, offset, data)
+                self._write_under(self._home_base, self._parts, name, offset, data, start)
             return noted
         fallback = output_path(_show(self.home), _show(self.odir), jobid)
         try:
-            self._write_under(self._home_base, self._parts, name, offset, data)
+            self._write_under(self._home_base, self._parts, name, offset, data, start)
         except _Refused as why:
             return self._lost(job, refused, str(why)) or noted
         self._remember_route(jobid, _FALLBACK)
@@ -191,7 +192,7 @@ class OutputFiles:
         raise _Refused(f"submit directory {_show(jobdir)} is not an absolute path")
 
     def _write_under(
-        self, base: str, parts: tuple[str, ...], name: str, offset: int, data: bytes
+        self, base: str, parts: tuple[str, ...], name: str, offset: int, data: bytes, start: bool
     ) -> None:
         """Write into BASE/PARTS.../NAME; raise _Refused (only) when that cannot be done."""
         path = base
@@ -212,8 +213,8 @@ class OutputFiles:
                     if not stat.S_ISREG(st.st_mode):
                         raise _Refused(f"{_show(path)} is {_kind(st.st_mode)}")
                     raise _Refused(f"{_show(path)} has {st.st_nlink} hard links")
-                if offset == 0:
-                    os.ftruncate(fd, 0)
+                if start:  # an attempt's first chunk: what followed it before goes
+                    os.ftruncate(fd, offset)
                 n = os.pwrite(fd, data, offset) if data else 0
                 if n < len(data):  # short write (rare): go on from where it stopped
                     view = memoryview(data)[n:]

@@ -39,6 +39,7 @@ from goq_core.kernel import (
     Stop,
     WriteOutput,
 )
+from goq_core.kernel.dependencies import outside as dependencies_outside
 from goq_core.kernel.validation import jobs_problems
 from goq_core.messages import Job, JobState, Kind, Message
 from goq_core.plugins import Plugins
@@ -132,7 +133,15 @@ class Server:
         stored = self.store.load()
         for jobid, why in stored.quarantined:
             self.log(f"stored job {jobid} is damaged ({why}): moved to quarantine, not run")
-        self.kernel.restore(self._usable(stored.jobs), stored.counters, time.time(), stored.nonces)
+        jobs = self._usable(stored.jobs)
+        outcomes = self.store.outcomes(dependencies_outside(jobs))
+        restored = self.kernel.restore(
+            jobs, stored.counters, time.time(), stored.nonces, outcomes=outcomes
+        )
+        saves = [a.job for a in restored if isinstance(a, Save)]
+        if saves:  # jobs whose dependencies failed while they were stored: cancelled now
+            self.store.save(saves, self.kernel.durable_counters())
+            self.log(f"{len(saves)} stored job(s) changed state on restart (dependencies)")
         transport = self.plugins.transport(self.settings.transport)
         self.end = transport.listen(self.settings.address, self.options.max_frame + TOO_BIG_SLACK)
         self.started = time.time()
@@ -298,9 +307,23 @@ class Server:
             self.end.reply(peer, error_frame(_REFUSALS[BAD_CODEC]))
             return
         try:
+            if msg.kind == Kind.SUBMIT:
+                self._look_up_dependencies(msg)
             actions += self.kernel.handle(msg, peer, now)
         except Exception as exc:
             self._failed(peer, msg.nonce, f"{msg.kind.name} request", exc)
+
+    def _look_up_dependencies(self, msg: Message) -> None:
+        """Tell the kernel how the jobs that a submission depends on ended, when they ended
+        too long ago for it to remember (a store it cannot read leaves them unknown: the
+        submission is refused)."""
+        wanted = self.kernel.unresolved(msg)
+        if wanted:
+            assert self.store is not None
+            try:
+                self.kernel.learn(self.store.outcomes(wanted))
+            except StoreError as exc:
+                self.log(f"cannot read how dependencies {wanted[:5]}... ended: {exc}")
 
     def _failed(self, peer: Hashable, reply_to: bytes, what: str, exc: BaseException) -> None:
         """A request's handling raised: count it, log it, answer it ERROR."""
@@ -474,7 +497,7 @@ class Server:
     def _write_output(self, a: WriteOutput) -> bool:
         """Write a chunk of output at its offset (goq_core.roles.output: no links followed, no
         FIFO waited on, $GOQ_HOME fallback); True when the job's note changed."""
-        return self.outputs.write(a.job, a.offset, a.data)
+        return self.outputs.write(a.job, a.offset, a.data, a.start)
 
 
 def _short(exc: BaseException) -> str:
