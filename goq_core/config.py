@@ -5,9 +5,13 @@ The settings file holds one `GOQ_NAME=value` per line (`#` starts a comment), wr
 `goq init` from the environment it ran in.
 
 Every value is checked where it is read: a value that is not a number, or outside its range
-(GOQ_HEARTBEAT_SEC 0.1-3600 s, GOQ_SENDTIMEOUT_MSEC 10-3600000 ms, GOQ_JSERV_PORT 1-65535), or
-a GOQ_ODIR that is empty, absolute, or has a '..' component or a NUL, is a ConfigError of one
-line naming the variable, the value, where it came from and what is allowed.
+(GOQ_HEARTBEAT_SEC 0.1-3600 s, GOQ_SENDTIMEOUT_MSEC 10-3600000 ms, GOQ_JSERV_PORT 1-65535,
+GOQ_KILL_GRACE 0-3600 s), or a GOQ_ODIR that is empty, absolute, or has a '..' component or a
+NUL, is a ConfigError of one line naming the variable, the value, where it came from and what
+is allowed.
+
+GOQ_KILL_GRACE (seconds, default 10; 0: at once) is the worker's: a job still running at its
+time limit gets SIGTERM to its process group, then SIGKILL this much later.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ ENV_NAMES: dict[str, str] = {
     "transport": "GOQ_TRANSPORT",
     "codec": "GOQ_CODEC",
     "cipher": "GOQ_CIPHER",
+    "kill_grace_sec": "GOQ_KILL_GRACE",
 }
 _FIELD_OF = {env: name for name, env in ENV_NAMES.items()}
 
@@ -54,6 +59,7 @@ class Settings:
     transport: str = "zmq"
     codec: str = "raw"
     cipher: str = "aes-gcm"
+    kill_grace_sec: float = 10.0  # a worker: SIGTERM to SIGKILL of a job at its time limit
 
     @property
     def address(self) -> str:
@@ -198,6 +204,7 @@ def _read_settings_file(path: str) -> dict[str, tuple[str, int]]:
 HEARTBEAT_RANGE = (0.1, 3600.0)  # seconds (GOQ_HEARTBEAT_SEC)
 SENDTIMEOUT_RANGE = (10, 3_600_000)  # milliseconds (GOQ_SENDTIMEOUT_MSEC)
 PORT_RANGE = (1, 65535)  # GOQ_JSERV_PORT
+KILL_GRACE_RANGE = (0.0, 3600.0)  # seconds (GOQ_KILL_GRACE; 0: SIGKILL at once)
 
 
 def _parse(name: str, raw: str, where: str) -> Any:
@@ -274,6 +281,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "transport": _name,
     "codec": _name,
     "cipher": _name,
+    "kill_grace_sec": _seconds_in(*KILL_GRACE_RANGE),
 }
 
 

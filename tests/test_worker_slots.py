@@ -1,8 +1,9 @@
 """The worker runtime with several slots, against a fake server on the memory transport: jobs
 handed together run at once, each with its GOQ_CPUS / GOQ_GPUS / CUDA_VISIBLE_DEVICES; the
 REQUEST_WORK carries the offer and every run held; one heartbeat lists every run; KILL of one
-run kills only that one; results are re-sent until acknowledged, across a server restart. A
-worker asks for work only while it has room and no ask is out: the RESULT of a run that ends
+run kills only that one; results are re-sent until acknowledged, across a server restart; a
+run past its time limit is killed (SIGTERM, SIGKILL after GOQ_KILL_GRACE) and its RESULT says
+TIMEOUT; an array job gets GOQ_ARRAY_ID and GOQ_ARRAY_INDEX. A worker asks for work only while it has room and no ask is out: the RESULT of a run that ends
 is the ask when it can be (the server answers it JOB or, once its hold ends, NOTHING_YET).
 
 The fake server answers what the test says (a rule per kind, or by hand), so each step of the
@@ -11,7 +12,9 @@ protocol (goq_core.messages) is checked as the worker speaks it. Every wait is b
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from goq_core.config import Settings
-from goq_core.messages import Job, Kind, Message
+from goq_core.messages import Job, JobState, Kind, Message
 from goq_core.plugins import Plugins
 from goq_core.roles import worker as worker_module
 from goq_core.roles.jobrun import group_alive
@@ -32,6 +35,7 @@ from tests.support import in_thread, wait_for
 HEARTBEAT_SEC = 0.5  # the worker holds requests this long
 SEND_TIMEOUT_MS = 300  # and waits this much more for an answer
 LONG = 10.0  # seconds: a bound never reached when all is well
+KILL_GRACE = 0.5  # seconds from SIGTERM to SIGKILL at a time limit (GOQ_KILL_GRACE)
 PATH = "PATH=/usr/local/bin:/usr/bin:/bin"
 Rule = Callable[[Message], "Message | None"]
 
@@ -132,6 +136,7 @@ class Rig:
             cipher="none",
             heartbeat_sec=HEARTBEAT_SEC,
             sendtimeout_ms=SEND_TIMEOUT_MS,
+            kill_grace_sec=KILL_GRACE,
         )
         self.wire = Wire(self.plugins.codec("raw"), self.plugins.cipher("none", self.key))
         self.server = FakeServer(self.plugins, self.settings.address, self.wire)
@@ -545,3 +550,94 @@ def test_a_result_sent_while_the_dispatcher_asks_does_not_ask(rig):
     srv.answer_newest(p2, ask2, Message(Kind.NOTHING_YET))
     _, ask3 = srv.expect(Kind.REQUEST_WORK, within=1.0)
     assert runs(ask3) == []
+
+
+# --- time limits and arrays ------------------------------------------------------------------------
+
+
+def test_runs_past_their_time_limit_end_timeout_and_their_results_go_out(rig):
+    """At its limit a run's group gets SIGTERM, then SIGKILL after the grace: one that ignores
+    SIGTERM ends -9 within grace + 1 s of the limit, one that does not ends -15; both TIMEOUT.
+    A run within its limit ends FINISHED. Every RESULT goes out as usual."""
+    tmp = rig.tmp
+    w = rig.worker(offer=make_offer(cpus=3))
+    srv = rig.server
+    srv.rules[Kind.RESULT] = ack
+    peer, ask = srv.expect(Kind.REQUEST_WORK)
+    stubborn = job(1, "echo one; trap '' TERM; sleep 30 & sleep 30", tmp, time_limit_ms=1000)
+    meek = job(2, "echo two; sleep 30", tmp, time_limit_ms=1000)
+    quick = job(3, "echo three", tmp, time_limit_ms=5000)
+    srv.answer(peer, ask, Message(Kind.JOB, jobs=[stubborn, meek, quick]))
+    pids = {i: pid_of(tmp, i) for i in (1, 2)}
+    t0 = time.monotonic()
+
+    def result(jobid: int) -> Message:
+        found = [m for m in srv.sent(Kind.RESULT) if m.jobid == jobid]
+        return found[0] if found else None
+
+    wait_for(lambda: result(3), LONG, "job 3's result")
+    assert result(3).jobs[0].state == JobState.FINISHED and result(3).jobs[0].exit_status == 0
+    # both gone within grace + 1 s of the limit (t0 is after their start)
+    wait_for(lambda: result(1) and result(2), 1.0 + KILL_GRACE + 1.0, "jobs 1 and 2's results")
+    assert time.monotonic() - t0 <= 1.0 + KILL_GRACE + 1.0
+    assert not group_alive(pids[1]) and not group_alive(pids[2])  # the background sleep too
+
+    one, two = result(1), result(2)
+    assert (one.jobs[0].state, one.jobs[0].exit_status) == (JobState.TIMEOUT, -signal.SIGKILL)
+    assert (two.jobs[0].state, two.jobs[0].exit_status) == (JobState.TIMEOUT, -signal.SIGTERM)
+    assert (one.data, two.data) == (b"one\n", b"two\n")
+    assert one.jobs[0].out_bytes == 4 and one.attempt == 1 and one.workerid == w.name
+    wait_for(lambda: w.held() == [], LONG, "the runs to be let go")
+    assert w.jobs_done == 3
+
+
+def test_a_run_killed_before_its_time_limit_is_not_a_timeout(rig):
+    tmp = rig.tmp
+    w = rig.worker()
+    srv = rig.server
+    peer, ask = srv.expect(Kind.REQUEST_WORK)
+    srv.answer(peer, ask, Message(Kind.JOB, jobs=[job(1, "sleep 30", tmp, time_limit_ms=5000)]))
+    pid = pid_of(tmp, 1)
+    hb_peer, beat = srv.expect(Kind.HEARTBEAT, within=2.0)
+    srv.answer(hb_peer, beat, Message(Kind.KILL, jobs=[Job(jobid=1, attempt=1)]))
+    rpeer, result = srv.expect(Kind.RESULT, within=3.0)
+    assert result.jobs[0].state == JobState.FINISHED and result.jobs[0].exit_status < 0
+    assert not group_alive(pid)
+    srv.answer(rpeer, result, ack(result))
+    wait_for(lambda: w.held() == [], LONG, "the run to be let go")
+
+
+def test_a_stop_during_a_time_limits_grace_is_not_held_up_by_it(rig):
+    """The grace is waited out with the runner still listening: a stop kills at once."""
+    tmp = rig.tmp
+    rig.settings = dataclasses.replace(rig.settings, kill_grace_sec=60.0)
+    w = rig.worker()
+    srv = rig.server
+    peer, ask = srv.expect(Kind.REQUEST_WORK)
+    stubborn = job(1, "trap '' TERM; sleep 30", tmp, time_limit_ms=200)
+    srv.answer(peer, ask, Message(Kind.JOB, jobs=[stubborn]))
+    pid = pid_of(tmp, 1)
+    time.sleep(0.6)  # past the limit: SIGTERMed, ignoring it, 60 s of grace to go
+    assert group_alive(pid)
+    t0 = time.monotonic()
+    w.stop("signal SIGTERM")
+    assert rig.outcome(w) == "signal SIGTERM"
+    assert time.monotonic() - t0 < 3.0
+    assert not group_alive(pid)
+    assert srv.sent(Kind.RESULT) == []  # stopped mid-run: the server requeues it
+
+
+def test_an_array_job_runs_with_its_array_id_and_index(rig):
+    tmp = rig.tmp
+    rig.worker(offer=make_offer(cpus=2))
+    srv = rig.server
+    srv.rules[Kind.RESULT] = ack
+    peer, ask = srv.expect(Kind.REQUEST_WORK)
+    member = job(12, "true", tmp, array_id=10, array_index=7, env=["GOQ_ARRAY_INDEX=99"])
+    alone = job(13, "true", tmp)
+    srv.answer(peer, ask, Message(Kind.JOB, jobs=[member, alone]))
+    env = env_of(tmp, 12)
+    assert (env["GOQ_ARRAY_ID"], env["GOQ_ARRAY_INDEX"]) == ("10", "7")  # goq's win
+    assert env["GOQ_CPUS"] == "1"
+    env = env_of(tmp, 13)
+    assert "GOQ_ARRAY_ID" not in env and "GOQ_ARRAY_INDEX" not in env

@@ -15,6 +15,11 @@ spawning moves the whole process into the job's directory for an instant, so spa
 (a lock; a spawn takes about 100 us). A worker that pins jobs to cores (`goq work --bind`) passes
 `affinity`: the spawning thread takes that CPU mask just for the spawn, and the job inherits it
 from its first instruction (no window in which it runs, or forks, on other cores).
+
+Time limits: a job with time_limit_ms > 0 is measured from its spawn on this host's monotonic
+clock; at the limit its process group gets SIGTERM, then SIGKILL `grace` s later if anything of
+it is still alive (`wait_limited`), and its outcome says state TIMEOUT (exit status: what its
+main process died of, e.g. -15 or -9). A run killed otherwise (`kill`) is not a TIMEOUT.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ import time
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import replace
 
-from goq_core.messages import Job
+from goq_core.messages import Job, JobState
 
 NOT_FOUND = 127  # exit status of a command that does not exist (as in sh)
 CANNOT_EXECUTE = 126  # exit status of a command that exists but cannot be run
@@ -41,6 +46,9 @@ _RESTORED_SIGNALS = tuple(
     getattr(signal, name) for name in ("SIGPIPE", "SIGXFZ", "SIGXFSZ") if hasattr(signal, name)
 )
 _POLL = 0.005  # seconds between checks that a killed group is gone
+_GROUP_POLL = 0.05  # seconds between checks, in a time limit's grace, that the group is gone
+_SAFETY_WAKE = 1.0  # seconds: longest a wait blocks without looking again (pidfd)
+_NO_PIDFD_POLL = 0.05  # seconds between checks of the main process where there is no pidfd
 _FD_DIR = "/proc/self/fd" if os.path.isdir("/proc/self/fd") else "/dev/fd"
 _CLOSE_RANGE_CLOEXEC = 4  # linux/close_range.h
 _close_range: Callable[[int, int, int], int] | bool | None = None  # found on first use
@@ -58,6 +66,9 @@ class JobRun:
         "start_ns",
         "end_ns",
         "exit_status",
+        "started",
+        "timed_out",
+        "_kill_at",
         "_proc",
         "_pidfd",
     )
@@ -70,6 +81,9 @@ class JobRun:
         self.start_ns = 0
         self.end_ns = 0
         self.exit_status: int | None = None  # exit code, or -N for death by signal N
+        self.started = 0.0  # time.monotonic() when its process was spawned (0: not started)
+        self.timed_out = False  # its time limit was reached while it ran: it got SIGTERM
+        self._kill_at: float | None = None  # when SIGKILL is due (a time limit's grace)
         self._proc: _Child | None = None
         self._pidfd = -1
 
@@ -132,6 +146,7 @@ class JobRun:
         except (OSError, ValueError) as e:
             self._not_started(out, argv[0], e)
             return
+        self.started = time.monotonic()  # the time limit counts from here
         self._proc = proc
         self.pid = self.pgid = proc.pid  # a new session's leader leads its process group too
         try:
@@ -216,6 +231,80 @@ class JobRun:
                 return None
         return self.exit_status
 
+    # --- time limit --------------------------------------------------------------------------
+
+    @property
+    def deadline(self) -> float | None:
+        """When (time.monotonic()) the job reaches its time limit; None: no limit, or it did
+        not start."""
+        if self.job.time_limit_ms <= 0 or self._proc is None:
+            return None
+        return self.started + self.job.time_limit_ms / 1000
+
+    def enforce_limit(self, grace: float, now: float | None = None) -> float | None:
+        """Apply the time limit at `now` (default: time.monotonic()) without blocking: at the
+        limit, SIGTERM to the job's process group (SIGKILL at once when `grace` <= 0) and
+        `timed_out` set; `grace` s later, SIGKILL to the group if anything of it is alive.
+
+        Returns in how many seconds it must be called again (the pidfd wakes a waiter sooner
+        when the main process ends); None when it has nothing more to do (no limit, the job
+        ended within it, or the group is gone or SIGKILLed)."""
+        deadline = self.deadline
+        if deadline is None:
+            return None
+        now = time.monotonic() if now is None else now
+        if not self.timed_out:
+            if self.poll() is not None:
+                return None  # ended within its limit
+            if now < deadline:
+                return deadline - now
+            self.timed_out = True
+            if grace > 0 and _signal_group(self.pgid, signal.SIGTERM):
+                self._kill_at = now + grace
+            else:
+                _signal_group(self.pgid, signal.SIGKILL)
+                return None
+        if self._kill_at is None:
+            return None  # SIGKILLed already
+        ended = self.poll() is not None
+        if now >= self._kill_at:
+            self._kill_at = None
+            if not ended or group_alive(self.pgid):
+                _signal_group(self.pgid, signal.SIGKILL)
+            return None
+        if not ended:
+            return self._kill_at - now  # the pidfd says when it ends before that
+        if not group_alive(self.pgid):
+            self._kill_at = None
+            return None  # all of it ended on SIGTERM
+        return min(_GROUP_POLL, self._kill_at - now)  # what it left behind: look again soon
+
+    def wait_limited(
+        self,
+        grace: float,
+        wake: int = -1,
+        stop: Callable[[], bool] | None = None,
+    ) -> bool:
+        """Wait until the job's main process has ended, enforcing its time limit (see
+        `enforce_limit`): after a time-limit kill, also until its group is gone or SIGKILLed.
+        Blocks on the pidfd and on `wake` (a descriptor that polls readable once `stop()` may
+        have become true), never past the time limit's next step. Returns False when it
+        returned because `stop()` was true (the job may still run: kill it), else True."""
+        while True:
+            if stop is not None and stop():
+                return False
+            step = self.enforce_limit(grace)
+            if step is None and self.poll() is not None:
+                return True
+            fds = [fd for fd in (wake, self._pidfd) if fd >= 0]
+            timeout = _SAFETY_WAKE if self._pidfd >= 0 else _NO_PIDFD_POLL
+            if step is not None:
+                timeout = min(timeout, step)
+            if fds:
+                select.select(fds, [], [], timeout)
+            else:
+                time.sleep(timeout)
+
     def fileno(self) -> int:
         """A descriptor that polls readable once the job's main process has ended (a pidfd),
         for a worker's event loop; -1 when there is none (finished, or not on Linux)."""
@@ -287,9 +376,11 @@ class JobRun:
             return
 
     def outcome(self) -> Job:
-        """A copy of the job with how this run went: pid, times, exit status, output size."""
+        """A copy of the job with how this run went: pid, times, exit status, output size, and
+        state TIMEOUT when it was killed at its time limit, else FINISHED."""
         return replace(
             self.job,
+            state=JobState.TIMEOUT if self.timed_out else JobState.FINISHED,
             pid=self.pid,
             start_ns=self.start_ns,
             end_ns=self.end_ns,

@@ -16,8 +16,11 @@ Threads (see goq_core.messages for the protocol):
   holds it while nothing fits the free capacity, and answers JOB with one or more jobs: each is
   registered as held, then started, before anything asks again.
 - one runner thread per run at a time spawns the job (its own session and process group,
-  watched by the guardian), waits for it, then sends its OUTPUT chunks and RESULT until the
-  server answers, across server restarts (the output stays spooled on disk meanwhile). When no
+  watched by the guardian), waits for it (one with a time limit gets SIGTERM to its group at
+  the limit, measured from its spawn on this host's monotonic clock, then SIGKILL after
+  GOQ_KILL_GRACE s, and its RESULT says state TIMEOUT; one killed before its limit, for a KILL
+  or a stop, is not a TIMEOUT), then sends its OUTPUT chunks and RESULT until the server
+  answers, across server restarts (the output stays spooled on disk meanwhile). When no
   ask is outstanding the RESULT is the ask (wait_ms = the hold): the server holds it until jobs
   fit, and the runner takes its reply as the dispatcher would (JOB: registers the jobs and runs
   the first itself; NOTHING_YET: the ask is over, the dispatcher asks anew with the runs list).
@@ -27,13 +30,15 @@ Threads (see goq_core.messages for the protocol):
   current) and EXIT (immolate) arrive at once.
 - the thread that called `run` waits for a stop (signal, EXIT, oneshot done), then kills every
   run still going (the server requeues them) and cleans up.
+
+A job runs with GOQ_CPUS (and GOQ_GPUS, CUDA_VISIBLE_DEVICES) added to its environment; a job of
+an array (array_id > 0) also with GOQ_ARRAY_ID and GOQ_ARRAY_INDEX. These win over its own.
 """
 
 from __future__ import annotations
 
 import os
 import queue
-import select
 import shutil
 import signal
 import socket
@@ -173,6 +178,7 @@ class Worker:
         self.bind = bind
         self.hold_ms = max(1, int(settings.heartbeat_sec * 1000))
         self.send_timeout = settings.sendtimeout_ms / 1000
+        self.kill_grace = settings.kill_grace_sec  # a time limit's SIGTERM to SIGKILL
         self.jobs_done = 0
         self._cores = sorted(os.sched_getaffinity(0)) if bind else []
         self._free_cores = list(self._cores)
@@ -474,24 +480,24 @@ class Worker:
     def _job_env(self, job: Job) -> dict[str, str]:
         """What goq adds to a job's environment: GOQ_CPUS; GOQ_GPUS and CUDA_VISIBLE_DEVICES,
         its GPUs when it asked for some, and empty when this worker manages GPUs and it asked
-        for none (so that it cannot use a GPU another job holds)."""
+        for none (so that it cannot use a GPU another job holds); GOQ_ARRAY_ID and
+        GOQ_ARRAY_INDEX for a job of an array."""
         env = {"GOQ_CPUS": str(job.cpus)}
         if job.gpus > 0:
             env["GOQ_GPUS"] = env["CUDA_VISIBLE_DEVICES"] = job.gpu_ids
         elif self.offer.gpus > 0:
             env["GOQ_GPUS"] = env["CUDA_VISIBLE_DEVICES"] = ""
+        if job.array_id > 0:
+            env["GOQ_ARRAY_ID"] = str(job.array_id)
+            env["GOQ_ARRAY_INDEX"] = str(job.array_index)
         return env
 
     def _wait(self, held: _Run, run: JobRun, waker: _Waker) -> None:
-        """Until the job's main process ends, or a kill is asked for; then clear its group."""
-        pidfd = run.fileno()
-        fds = [waker.fileno(), pidfd] if pidfd >= 0 else [waker.fileno()]
+        """Until the job's main process ends (at its time limit: SIGTERM to its group, SIGKILL
+        after the grace), or a kill is asked for; then clear its group."""
         try:
-            while run.poll() is None:
-                if held.kill:
-                    run.kill()
-                    return
-                select.select(fds, [], [], 1.0 if pidfd >= 0 else 0.05)
+            if not run.wait_limited(self.kill_grace, waker.fileno(), lambda: held.kill):
+                run.kill()  # KILL from the server, or the worker stops
         finally:
             if run.pgid:
                 run.kill(grace=0.2)  # clears anything the job left running in its group
