@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
@@ -25,9 +26,14 @@ from goq_cli.resources import (
     format_offer,
     resource_dict,
 )
+from goq_cli.workflow import MAX_RETRIES, Array, Duration, JobIds, JobName
 from goq_core import __version__
 from goq_core.errors import GoqError
 from goq_core.limits import MAX_INT, MAX_STAT_LIST
+
+if TYPE_CHECKING:
+    from goq_core.arrayspec import ArraySpec
+    from goq_core.idranges import Range
 
 _SUB_CONTEXT = {"ignore_unknown_options": True, "allow_interspersed_args": False}
 
@@ -170,6 +176,66 @@ def serve(obj: _Ctx, allow_insecure: bool) -> None:
     "are, like argv (any encoding); a line with a NUL byte is refused. Large batches go in "
     "several requests, with consecutive ids unless others submit meanwhile.",
 )
+@click.option(
+    "--after",
+    "after",
+    type=JobIds(),
+    multiple=True,
+    help="Run only once all these jobs succeeded (exit status 0), e.g. --after 12,15 or "
+    "--after 100-199. Until then the job is BLOCKED; if one of them fails, is cancelled or "
+    "times out, this job is cancelled with that reason (and so are the jobs after it).",
+)
+@click.option(
+    "--after-any",
+    "after_any",
+    type=JobIds(),
+    multiple=True,
+    help="Run once all these jobs ended, however they ended, e.g. --after-any 12.",
+)
+@click.option(
+    "--array",
+    type=Array(),
+    help="Submit one job per index START, START+STEP, ... up to STOP, with consecutive ids; "
+    "each sees its index in GOQ_ARRAY_INDEX. %MAX caps how many of them run at once. E.g. "
+    "--array 1-1000, --array 0-99:10, --array 1-1000%50. Not with --file.",
+)
+@click.option(
+    "--retries",
+    type=Amount(0, MAX_RETRIES),
+    metavar="N",
+    help=f"Run the job again, up to N more times (0 to {MAX_RETRIES}), when it ends with a "
+    "non-zero exit status or a signal goq did not send; the output file holds every attempt. "
+    "E.g. --retries 3.",
+)
+@click.option(
+    "--retry-delay",
+    "retry_delay",
+    type=Duration(allow_zero=True),
+    metavar="SECS",
+    help="Wait this long before each retry (needs --retries): seconds, or a duration like "
+    "30s or 5m. E.g. --retries 3 --retry-delay 60.",
+)
+@click.option(
+    "--time",
+    "time_limit",
+    type=Duration(),
+    metavar="DURATION",
+    help="Time limit of each attempt: at the limit the job gets SIGTERM, then SIGKILL after "
+    "GOQ_KILL_GRACE seconds (default 10), and it ends TIMEOUT. E.g. --time 90s, 10m, 2h, 1d, "
+    "1:30:00 (H:MM:SS), 30:00 (M:SS), or a number of seconds.",
+)
+@click.option(
+    "--name",
+    type=JobName(),
+    help="Name the job (several jobs may share a name; up to 200 characters), shown by "
+    "`goq stat` and used by `goq wait --name` and `goq kill --name`. E.g. --name align.",
+)
+@click.option(
+    "--hold",
+    is_flag=True,
+    help="Submit the job HELD: it runs only once released, e.g. `goq sub --hold ./step.sh` "
+    "then `goq release ID`.",
+)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_obj
 def sub(
@@ -181,12 +247,21 @@ def sub(
     resources: tuple[tuple[str, int], ...],
     priority: int,
     jobs_file,
+    after: tuple[list[Range], ...],
+    after_any: tuple[list[Range], ...],
+    array: ArraySpec | None,
+    retries: int | None,
+    retry_delay: int | None,
+    time_limit: int | None,
+    name: str | None,
+    hold: bool,
     command: tuple[str, ...],
 ) -> None:
     """Submit a job: COMMAND runs with its ARGS exactly as given (their bytes, whatever the
     encoding), in this directory, with this environment. Output lands in ./o/out.NNNNN.
     Options go before COMMAND; with --file they apply to every line. By default a job needs
-    1 cpu and nothing else (see docs/scheduling.md).
+    1 cpu and nothing else (see docs/scheduling.md); docs/workflows.md shows pipelines,
+    parameter sweeps and retries.
 
     \b
     Examples:
@@ -195,14 +270,26 @@ def sub(
       goq sub --file jobs.txt        (one job per line; with --shell each line is a shell line)
       goq sub --gpus 2 --cpus 8 --mem 32G python train.py --epochs 10
       goq sub --resource license=1 --priority 5 ./simulate.sh
+      goq sub --name align ./align.sh sample1.fq
+      goq sub --after 12,15 ./merge.sh          (once jobs 12 and 15 succeeded)
+      goq sub --array 1-1000%50 --shell './run.sh $GOQ_ARRAY_INDEX'
+      goq sub --retries 3 --retry-delay 60 --time 2h ./flaky-download.sh
+      goq sub --hold ./step.sh                  (then: goq release ID)
     """
     from goq_cli.jobspec import decode_lines, jobs_from_lines, make_job
+    from goq_cli.workflow import Workflow
 
     if jobs_file is not None and command:
         raise click.UsageError("give either a command or --file, not both")
+    if array is not None and jobs_file is not None:
+        raise click.UsageError(
+            "--array repeats one command: it cannot be combined with --file "
+            "(use $GOQ_ARRAY_INDEX in the command instead)"
+        )
     if command and command[0].startswith("-") and len(command[0]) > 1:
         _unknown_option(command[0])
     request = Request(cpus, mem, gpus, resource_dict(resources), priority)
+    flow = Workflow.from_options(after, after_any, retries, retry_delay, time_limit, name, hold)
     try:
         if jobs_file is not None:
             jobs = jobs_from_lines(decode_lines(jobs_file.read()), shell)
@@ -213,13 +300,21 @@ def sub(
                 raise click.UsageError("no command given: try `goq sub CMD ARGS...`")
             jobs = [make_job(list(command), shell)]
         request.apply(jobs)
+        flow.apply(jobs)
         with obj.client() as client:
-            ranges = client.submit_many(jobs)
+            if array is not None:
+                ranges = [client.submit_array(jobs[0], array)]
+            else:
+                ranges = client.submit_many(jobs)
             address = client.settings.address
     except GoqError as exc:
         raise _fail(exc) from None
     n = sum(count for _, count in ranges)
-    if n == 1:
+    if array is not None:
+        first = ranges[0][0]
+        ids = f"job {first}" if n == 1 else f"jobs {first}..{first + n - 1}"
+        click.echo(f"submitted {ids} (array {array.describe()}) to server at {address}")
+    elif n == 1:
         click.echo(f"submitted job {ranges[0][0]} to server at {address}")
     else:
         ids = ", ".join(f"{a}..{a + k - 1}" if k > 1 else str(a) for a, k in ranges)
@@ -354,35 +449,187 @@ def stat(obj: _Ctx, count: int) -> None:
     click.echo(format_status(status, count))
 
 
-_JOBID = click.IntRange(min=1, max=MAX_INT)
+_IDS = click.argument("ids", nargs=-1, type=JobIds(), metavar="[ID...]")
+
+
+def _targets(ids: tuple[list[Range], ...], name: str | None, every: bool) -> list[Range]:
+    """The jobs `goq wait` and `goq kill` act on: exactly one of IDs, --name and --all; the
+    merged id ranges given (empty for --name and --all, which the server resolves)."""
+    from goq_cli.workflow import merge_ids
+
+    if sum((bool(ids), name is not None, every)) != 1:
+        raise click.UsageError("give job IDs, --name NAME or --all (exactly one of them)")
+    return merge_ids(ids)
+
+
+def _single(ids: tuple[list[Range], ...], ranges: list[Range]) -> int | None:
+    """The one job id of `goq kill 12` / `goq wait 12` (the original single-job forms)."""
+    if len(ids) == 1 and len(ranges) == 1 and ranges[0][0] == ranges[0][1]:
+        return ranges[0][0]
+    return None
+
+
+def _select(client, name: str | None) -> list[Range]:
+    """The ids of --name NAME (None: --all); GoqError when no job has that name."""
+    ranges = client.select(name)
+    if not ranges and name is not None:
+        raise GoqError(f"no job named {name!r} is waiting, running or recently ended")
+    return ranges
 
 
 @cli.command()
-@click.argument("jobid", type=_JOBID)
+@_IDS
+@click.option("--name", type=JobName(), help="Every job of this name, e.g. --name align.")
+@click.option("--all", "every", is_flag=True, help="Every job that has not ended.")
+@click.option(
+    "--yes", is_flag=True, help="With --all: cancel without asking (needed on a terminal)."
+)
 @click.pass_obj
-def kill(obj: _Ctx, jobid: int) -> None:
-    """Cancel job JOBID: a waiting job is removed, a running one is killed on its worker."""
+def kill(obj: _Ctx, ids: tuple[list[Range], ...], name: str | None, every: bool, yes: bool) -> None:
+    """Cancel jobs: a waiting, blocked or held job is removed, a running one is killed on its
+    worker (its whole process tree). IDs are job ids and ranges; jobs after a cancelled one
+    (--after) are cancelled too. --all asks for --yes when stdin is a terminal.
+
+    \b
+    Examples:
+      goq kill 12
+      goq kill 12 15 100-199
+      goq kill --name align
+      goq kill --all --yes
+    """
+    ranges = _targets(ids, name, every)
+    if every and not yes and sys.stdin is not None and sys.stdin.isatty():
+        raise click.UsageError("--all cancels every job that has not ended: add --yes to do it")
+    jobid = _single(ids, ranges)
     try:
         with obj.client() as client:
-            reply = client.cancel(jobid)
+            if jobid is not None:
+                reply = client.cancel(jobid)
+                click.echo(reply.text or f"job {jobid} cancelled")
+                return
+            if not ranges:
+                ranges = _select(client, name)
+            if not ranges:
+                click.echo("no job to cancel: none is waiting, blocked, held or running")
+                return
+            reply = client.cancel_many(ranges)
     except GoqError as exc:
         raise _fail(exc) from None
-    click.echo(reply.text or f"job {jobid} cancelled")
+    click.echo(reply.text or f"{reply.count} job(s) cancelled")
 
 
 @cli.command()
-@click.argument("jobid", type=_JOBID)
+@_IDS
+@click.option("--name", type=JobName(), help="Every job of this name, e.g. --name align.")
+@click.option("--all", "every", is_flag=True, help="Every job that has not ended.")
 @click.pass_obj
-def wait(obj: _Ctx, jobid: int) -> None:
-    """Block until job JOBID has finished or been cancelled, then print how it ended."""
+def wait(obj: _Ctx, ids: tuple[list[Range], ...], name: str | None, every: bool) -> None:
+    """Block until jobs have ended, printing one line per job as each ends: finished with its
+    exit status, failed, cancelled (and why), or timed out. IDs are job ids and ranges. On a
+    terminal, waiting for several jobs shows a live "N of M done" line on stderr.
+
+    \b
+    Exit status:
+      0  every job succeeded (finished with exit status 0)
+      2  some job did not (failed, killed by a signal, cancelled, timed out)
+      1  an error: an unknown job id, no server, ...
+
+    A single ID counts too: `goq wait 12` exits 2 when job 12 failed (the original goq exited
+    0 whatever the outcome; see README).
+
+    \b
+    Examples:
+      goq wait 12
+      goq wait 12 15 100-199 && echo all succeeded
+      goq wait --name align
+      goq wait --all
+    """
     from goq_cli.report import format_outcome
+    from goq_cli.workflow import Progress, wait_exit_code
+    from goq_core.idranges import count
+
+    ranges = _targets(ids, name, every)
+    jobid = _single(ids, ranges)
+    if jobid is not None:
+        try:
+            with obj.client() as client:
+                job = client.wait(jobid)
+        except GoqError as exc:
+            raise _fail(exc) from None
+        click.echo(format_outcome(jobid, job))
+        sys.exit(wait_exit_code([job]))
+    outcomes = []
+    progress: Progress | None = None
+
+    def ended(jobid: int, job) -> None:
+        assert progress is not None
+        progress.clear()
+        click.echo(format_outcome(jobid, job))
+        outcomes.append(job)
+        progress.show(len(outcomes))
 
     try:
         with obj.client() as client:
-            job = client.wait(jobid)
+            if not ranges:
+                ranges = _select(client, name)
+            if not ranges:
+                click.echo("goq: note: no job to wait for (every job has ended)", err=True)
+                return
+            progress = Progress(count(ranges))
+            progress.show(0)
+            client.wait_many(ranges, ended)
     except GoqError as exc:
         raise _fail(exc) from None
-    click.echo(format_outcome(jobid, job))
+    finally:
+        if progress is not None:
+            progress.clear()
+    sys.exit(wait_exit_code(outcomes))
+
+
+def _jobs_op(obj: _Ctx, verb: str, done: str, ids: tuple[list[Range], ...]) -> None:
+    """`goq hold` and `goq release`: print what the server says it did."""
+    from goq_cli.workflow import merge_ids
+
+    try:
+        with obj.client() as client:
+            reply = getattr(client, verb)(merge_ids(ids))
+    except GoqError as exc:
+        raise _fail(exc) from None
+    click.echo(reply.text or f"{reply.count} job(s) {done}")
+
+
+_IDS_REQUIRED = click.argument("ids", nargs=-1, required=True, type=JobIds(), metavar="ID...")
+
+
+@cli.command()
+@_IDS_REQUIRED
+@click.pass_obj
+def hold(obj: _Ctx, ids: tuple[list[Range], ...]) -> None:
+    """Hold waiting jobs: they stay in the queue but do not run until `goq release`. IDs are
+    job ids and ranges; jobs already running or ended are left as they are (the reply says
+    which).
+
+    \b
+    Examples:
+      goq hold 12
+      goq hold 100-199 250
+    """
+    _jobs_op(obj, "hold", "held", ids)
+
+
+@cli.command()
+@_IDS_REQUIRED
+@click.pass_obj
+def release(obj: _Ctx, ids: tuple[list[Range], ...]) -> None:
+    """Release held jobs (held by `goq hold` or submitted with `goq sub --hold`): they run as
+    any waiting job. IDs are job ids and ranges.
+
+    \b
+    Examples:
+      goq release 12
+      goq release 100-199 250
+    """
+    _jobs_op(obj, "release", "released", ids)
 
 
 @cli.command()

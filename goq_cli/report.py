@@ -1,6 +1,7 @@
 """How `goq stat`, `goq wait` and `goq workers` show what the server said: counters, then
-running and waiting jobs one per line (with what each asks beyond the default, and why a waiting
-job waits); a job's outcome in one line; the workers as a table.
+running, waiting, blocked and held jobs one per line (with their names, what each asks beyond
+the default, and why a waiting or blocked job waits); a job's outcome in one line; the workers
+as a table.
 """
 
 from __future__ import annotations
@@ -10,12 +11,24 @@ import time
 
 from goq_core.messages import Job, JobState, Message
 
-_FIRST = ("runQlen", "waitingJobs", "waitingWorkers", "jservPid", "finishedJobsCount", "nextJobId")
+_FIRST = (
+    "runQlen",
+    "waitingJobs",
+    "blockedJobs",
+    "heldJobs",
+    "waitingWorkers",
+    "jservPid",
+    "finishedJobsCount",
+    "nextJobId",
+)
 
 
 def _command(job: Job, width: int = 60) -> str:
     text = job.cmd if job.shell else shlex.join([job.cmd, *job.args])
-    return text if len(text) <= width else text[: width - 3] + "..."
+    text = text if len(text) <= width else text[: width - 3] + "..."
+    if job.array_id:  # an element of an array: which one
+        text = f"index={job.array_index}  {text}"
+    return f"name={shlex.quote(job.name)}  {text}" if job.name else text
 
 
 def _duration(seconds: float) -> str:
@@ -93,20 +106,70 @@ def format_status(status: Message, count: int) -> str:
                 f"  {j.jobid:>6}  {waited:>9}  attempt {j.attempt}  {_command(j)}", j
             )
             lines.append(f"{line}  waits: {j.note}" if j.note else line)
+    for state, title, counter in (
+        (JobState.BLOCKED, "blocked", "blockedJobs"),
+        (JobState.HELD, "held", "heldJobs"),
+    ):
+        jobs = [j for j in status.jobs if j.state == state]
+        if not jobs:
+            continue
+        total = counters.get(counter, len(jobs))
+        lines.append(f"-- {title} jobs (first {min(count, len(jobs))} of {total}):")
+        for j in jobs:
+            waited = _duration((now_ns - j.submit_ns) / 1e9) if j.submit_ns else "?"
+            line = _with_request(f"  {j.jobid:>6}  {waited:>9}  {_command(j)}", j)
+            lines.append(f"{line}  waits: {j.note}" if j.note else line)
     return "\n".join(lines)
 
 
 def format_outcome(jobid: int, job: Job | None) -> str:
+    """How a job ended, in one line:
+    `job 5 finished: exit status 0, ran 1.204s on node7 (pid 4242)`,
+    `job 6 finished: exit status 3 (failed), ran ...`, `... killed by signal 9 (failed), ...`,
+    `job 7 was cancelled: dependency 6 failed`, `job 8 timed out (limit 1m00s), ran ...`.
+    What the record lacks (a brief record has no host or pid) is left out."""
     if job is None:
         return f"job {jobid} has ended"
     if job.state == JobState.CANCELLED:
-        return f"job {jobid} was cancelled"
+        return f"job {jobid} was cancelled" + (f": {job.note}" if job.note else "")
+    if job.state == JobState.TIMEOUT:
+        limit = f" (limit {format_limit(job.time_limit_ms)})" if job.time_limit_ms else ""
+        return f"job {jobid} timed out{limit}{_ran(job)}"
+    if job.state != JobState.FINISHED:
+        return f"job {jobid} is {job.state.name.lower()}"
     if job.exit_status < 0:
-        how = f"killed by signal {-job.exit_status}"
+        how = f"killed by signal {-job.exit_status} (failed)"
+    elif job.exit_status:
+        how = f"exit status {job.exit_status} (failed)"
     else:
-        how = f"exit status {job.exit_status}"
-    took = _duration((job.end_ns - job.start_ns) / 1e9) if job.end_ns and job.start_ns else "?"
-    return f"job {jobid} finished: {how}, ran {took} on {job.workerhost or '?'} (pid {job.pid})"
+        how = "exit status 0"
+    return f"job {jobid} finished: {how}{_ran(job)}"
+
+
+def format_limit(ms: int) -> str:
+    """A duration as `goq sub --time` takes it: 1h30m, 2h, 45s, 1.5s, 1d2h."""
+    if ms % 1000:
+        return f"{ms / 1000:g}s"
+    seconds, parts = ms // 1000, []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        n, seconds = divmod(seconds, size)
+        if n:
+            parts.append(f"{n}{unit}")
+    return "".join(parts) or "0s"
+
+
+def _ran(job: Job) -> str:
+    """`, ran 1.204s on node7 (pid 4242), after 2 retries`, less what the record lacks."""
+    text = ""
+    if job.end_ns and job.start_ns:
+        text += f", ran {_duration((job.end_ns - job.start_ns) / 1e9)}"
+    if job.workerhost:
+        text += f"{',' if not text else ''} on {job.workerhost}"
+    if job.pid:
+        text += f" (pid {job.pid})"
+    if job.retried:
+        text += f", after {job.retried} {'retry' if job.retried == 1 else 'retries'}"
+    return text
 
 
 _WORKER_COLUMNS = ("NAME", "HOST", "STATE", "CPUS", "GPUS", "MEM", "RESOURCES", "JOBS", "HEARD")

@@ -59,8 +59,9 @@ def test_readme_local_session(cluster: Cluster) -> None:
 def test_job_output_and_exit_status_are_recorded(running: Cluster) -> None:
     running.start_worker()
     jobid = running.sub("sh", "-c", "echo out; echo err >&2; exit 3")
-    done = running.ok("wait", str(jobid))
-    assert f"job {jobid} finished: exit status 3" in done
+    done = running.goq("wait", str(jobid))
+    assert done.returncode == 2  # it ran, and did not succeed
+    assert f"job {jobid} finished: exit status 3" in done.stdout
     assert running.output(jobid) == "out\nerr\n"
 
 
@@ -118,7 +119,8 @@ def test_kill_of_waiting_job_removes_it(running: Cluster) -> None:
     jobid = running.sub("echo", "never")
     assert "cancelled waiting job" in running.ok("kill", str(jobid))
     assert running.stat()["waitingJobs"] == 0
-    assert f"job {jobid} was cancelled" in running.ok("wait", str(jobid))
+    done = running.goq("wait", str(jobid))
+    assert done.returncode == 2 and f"job {jobid} was cancelled" in done.stdout
 
 
 def test_kill_of_running_job_kills_its_whole_process_tree_within_a_second(
@@ -134,7 +136,8 @@ def test_kill_of_running_job_kills_its_whole_process_tree_within_a_second(
     assert "cancelled running job" in running.ok("kill", str(jobid))
     wait_for(lambda: not pgid_alive(pgid), 1.5, "the job's process group to die")
     assert time.monotonic() - started < 1.5
-    assert f"job {jobid} was cancelled" in running.ok("wait", str(jobid))
+    done = running.goq("wait", str(jobid))
+    assert done.returncode == 2 and f"job {jobid} was cancelled" in done.stdout
 
 
 def test_wait_blocks_until_the_job_ends(running: Cluster) -> None:

@@ -1,6 +1,6 @@
-"""The client runtime used by `goq sub`, `stat`, `kill`, `wait`, `workers`, `drain`, `resume`,
-`shutdown` and `immolateworkers`: one connection, one request at a time, each reply checked
-against its request.
+"""The client runtime used by `goq sub`, `stat`, `kill`, `wait`, `hold`, `release`, `workers`,
+`drain`, `resume`, `shutdown` and `immolateworkers`: one connection, one request at a time, each
+reply checked against its request.
 
 What a job asks for (cpus, mem, gpus, resources, priority) travels in its Job fields: `submit`
 takes them as they are set (goq_cli.resources.Request.apply sets them from the options).
@@ -11,13 +11,22 @@ A batch of jobs goes in as many SUBMIT requests as the server's bounds need (goq
 at most SUBMIT_CHUNK (<= MAX_JOBS_PER_SUBMIT) jobs and about SUBMIT_CHUNK_BYTES of strings
 each. The whole batch is checked before anything is sent, so a job too large for any request
 refuses the batch with one line rather than submitting part of it.
+
+Workflows (design.md §7): an array goes as one SUBMIT of one template job whatever its length
+(submit_array); sets of job ids travel as idranges text ("1-5,8") in HOLD, RELEASE, CANCEL and
+WAIT of many jobs, a set too long for one request's text in several requests; SELECT turns a
+job name (or "every job not ended") into such a set.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from bisect import bisect_right
+from collections.abc import Callable, Iterator
 
+from goq_core import idranges
+from goq_core.arrayspec import ArraySpec
 from goq_core.config import Settings
 from goq_core.errors import (
     BadFrame,
@@ -37,9 +46,13 @@ from goq_core.wire import Wire, error_text
 WAIT_HOLD_MS = 5000  # how long one WAIT request may be held by the server
 SUBMIT_CHUNK = min(5000, MAX_JOBS_PER_SUBMIT)  # jobs per request in a batch submission
 # What a job and a string cost in a SUBMIT beyond their strings' UTF-8 bytes, at most, in
-# either codec (capnp: a Job struct of 19 words; a pointer and padding to 8 bytes a string).
-_JOB_BYTES = 192
+# either codec (capnp: a Job struct of about 30 words with the workflow fields; a pointer and
+# padding to 8 bytes a string); a dependency id (after, after-any) costs 8 bytes.
+_JOB_BYTES = 320
 _STR_BYTES = 16
+_ID_BYTES = 8
+IDS_TEXT_CHARS = 512 * 1024  # at most this much id text in one request (the server takes
+# MAX_TEXT characters a string); a longer set goes in several requests
 _REQUEST_BYTES = 4096  # a SUBMIT's own fields, the cipher's and the frame's header, and slack
 
 
@@ -136,6 +149,17 @@ class Client:
                 ranges.append((first, n))
         return ranges
 
+    def submit_array(self, template: Job, spec: ArraySpec) -> tuple[int, int]:
+        """Submit an array: one request whatever its length, `template` made once per index
+        of `spec` by the server, with consecutive ids (its array_max is set to the spec's cap).
+        Returns (first id, count). The template is checked as a batch of one is."""
+        template.array_max = spec.max_running
+        batches([template], 1, SUBMIT_CHUNK_BYTES)  # GoqError if it cannot fit a request
+        reply = self.call(Message(Kind.SUBMIT, text=spec.wire(), jobs=[template]))
+        if reply.kind != Kind.SUBMITTED:
+            raise GoqError(f"unexpected reply to submit: {reply.kind.name}")
+        return reply.jobid, reply.count
+
     def stat(self, count: int = 10) -> Message:
         return self.call(Message(Kind.STAT, count=count))
 
@@ -144,6 +168,52 @@ class Client:
         if reply.kind == Kind.NOT_KNOWN:
             raise GoqError(f"job {jobid} is not known to the server")
         return reply
+
+    def cancel_many(self, ranges: list[idranges.Range]) -> Message:
+        """Cancel the jobs of `ranges` that have not ended. An ACK: count, how many were
+        cancelled; text, what the server said (one sentence per request)."""
+        return self._jobs_op(Kind.CANCEL, ranges)
+
+    def hold(self, ranges: list[idranges.Range]) -> Message:
+        """Hold the waiting jobs of `ranges` (they run only once released); ACK as cancel_many."""
+        return self._jobs_op(Kind.HOLD, ranges)
+
+    def release(self, ranges: list[idranges.Range]) -> Message:
+        """Let the held jobs of `ranges` run; ACK as cancel_many."""
+        return self._jobs_op(Kind.RELEASE, ranges)
+
+    def _jobs_op(self, kind: Kind, ranges: list[idranges.Range]) -> Message:
+        """`kind` (HOLD, RELEASE or CANCEL of many) for every id of `ranges`, in as few requests
+        as the id text allows; one ACK summing their counts and joining their texts."""
+        verb = kind.name.lower()
+        if not ranges:
+            raise GoqError(f"no job id given to {verb}")
+        count, texts = 0, []
+        for text in split_ids_text(ranges):
+            reply = self.call(Message(kind, jobid=0, text=text))
+            if reply.kind == Kind.NOT_KNOWN:
+                raise GoqError(reply.text or f"not every job of {text} is known to the server")
+            if reply.kind != Kind.ACK:
+                raise GoqError(f"unexpected reply to {verb}: {reply.kind.name}")
+            count += reply.count
+            if reply.text:
+                texts.append(reply.text)
+        return Message(Kind.ACK, count=count, text="\n".join(texts))
+
+    def select(self, name: str | None) -> list[idranges.Range]:
+        """The ids of the jobs named `name` that have not ended, and of those that ended
+        recently (the server still holds them); with None, of every job not ended."""
+        if name == "":
+            raise GoqError("no job name given")
+        if name is None:
+            reply = self.call(Message(Kind.SELECT, text="", count=1))
+        else:
+            reply = self.call(Message(Kind.SELECT, text=name))
+        if reply.kind == Kind.NOT_KNOWN:
+            return []
+        if reply.kind != Kind.JOB_IDS:
+            raise GoqError(f"unexpected reply to select: {reply.kind.name}")
+        return _reply_ids(reply.text)
 
     def wait(self, jobid: int, deadline: float | None = None) -> Job | None:
         """Block until the job ends; its record (None if the server gave no details)."""
@@ -155,6 +225,40 @@ class Client:
                 return reply.jobs[0] if reply.jobs else None
             if deadline is not None and time.time() >= deadline:
                 raise GoqError(f"job {jobid} has not ended yet")
+
+    def wait_many(
+        self,
+        ranges: list[idranges.Range],
+        on_end: Callable[[int, Job | None], None],
+        hold_ms: int = WAIT_HOLD_MS,
+    ) -> None:
+        """Block until every job of `ranges` has ended, calling on_end(jobid, record) for each
+        as the server reports it (by id within one reply). Each WAIT names the ids not yet seen
+        ended and is held until one of them ends; a job whose record the server no longer holds
+        in memory is fetched alone (single-id WAIT: the stored record). GoqError if an id was
+        never a job, or for any failure to reach the server."""
+        pending = idranges.merge(ranges)
+        while pending:
+            text = next(split_ids_text(pending))  # a very scattered set: the first part first
+            reply = self.call(Message(Kind.WAIT, jobid=0, text=text, wait_ms=hold_ms), hold_ms)
+            if reply.kind == Kind.NOTHING_YET:
+                continue
+            if reply.kind == Kind.NOT_KNOWN:
+                raise GoqError(reply.text or f"a job of {text} is not known to the server")
+            if reply.kind != Kind.FINISHED:
+                raise GoqError(f"unexpected reply to wait: {reply.kind.name}")
+            ended: dict[int, Job | None] = {}
+            for job in reply.jobs:
+                if _holds(pending, job.jobid):
+                    ended[job.jobid] = job
+            for jobid in idranges.ids(_reply_ids(reply.text)):
+                if jobid not in ended and _holds(pending, jobid):
+                    ended[jobid] = self.wait(jobid)  # ended: its stored record, at once
+            if not ended:
+                raise GoqError("the server's reply to wait names none of the jobs waited for")
+            for jobid in sorted(ended):
+                on_end(jobid, ended[jobid])
+            pending = subtract(pending, sorted(ended))
 
     def workers_document(self) -> dict:
         """The server's WORKER_LIST document: {"workers": [{name, host, state, offer, free,
@@ -204,6 +308,54 @@ class Client:
         return self.call(Message(Kind.IMMOLATE))
 
 
+def split_ids_text(ranges: list[idranges.Range], max_chars: int = IDS_TEXT_CHARS) -> Iterator[str]:
+    """The idranges text of `ranges` (merged and sorted), in parts of at most about
+    `max_chars` characters each (one request's worth); one part for any usual set."""
+    parts: list[str] = []
+    used = 0
+    for a, b in idranges.merge(ranges):
+        word = str(a) if a == b else f"{a}-{b}"
+        if parts and used + len(word) + 1 > max_chars:
+            yield ",".join(parts)
+            parts, used = [], 0
+        parts.append(word)
+        used += len(word) + 1
+    if parts:
+        yield ",".join(parts)
+
+
+def subtract(ranges: list[idranges.Range], ended: list[int]) -> list[idranges.Range]:
+    """`ranges` (merged, sorted) less the sorted ids `ended`: O(ranges + ended), so waiting
+    on 100,000 jobs costs little per reply."""
+    out: list[idranges.Range] = []
+    i = 0
+    for a, b in ranges:
+        while i < len(ended) and ended[i] < a:
+            i += 1
+        start = a
+        while i < len(ended) and ended[i] <= b:
+            if ended[i] > start:
+                out.append((start, ended[i] - 1))
+            start = max(start, ended[i] + 1)
+            i += 1
+        if start <= b:
+            out.append((start, b))
+    return out
+
+
+def _holds(ranges: list[idranges.Range], jobid: int) -> bool:
+    """Whether `jobid` is in `ranges` (merged, sorted)."""
+    i = bisect_right(ranges, (jobid, 1 << 64)) - 1
+    return i >= 0 and ranges[i][0] <= jobid <= ranges[i][1]
+
+
+def _reply_ids(text: str) -> list[idranges.Range]:
+    try:
+        return idranges.parse(text)
+    except ValueError as exc:
+        raise GoqError(f"unreadable job ids from the server: {exc}") from None
+
+
 def batches(jobs: list[Job], max_jobs: int, max_bytes: int) -> list[tuple[int, int]]:
     """How to cut `jobs` into SUBMIT requests: (start, end) slices of at most `max_jobs` jobs
     whose estimated size stays within `max_bytes` (a job larger than that goes alone). A job's
@@ -216,15 +368,16 @@ def batches(jobs: list[Job], max_jobs: int, max_bytes: int) -> list[tuple[int, i
     env_of: list[str] | None = None  # the environment whose size env_cost is
     env_cost = 0
     for i, job in enumerate(jobs):
-        strings = [job.cmd, job.dir, job.host, job.user, job.note, *job.args]
+        strings = [job.cmd, job.dir, job.host, job.user, job.note, job.name, *job.args]
         own = _JOB_BYTES + _strings_bytes(strings)
+        own += _ID_BYTES * (len(job.after) + len(job.after_any))
         if job.env is not env_of:
             env_of, env_cost = job.env, _strings_bytes(job.env)
             if env_cost > MAX_TEXT:  # else no entry can be longer than MAX_TEXT
                 _check_text(_which(i, jobs), [("an environment entry", e) for e in job.env])
         if own > MAX_TEXT:
             named = [("its command", job.cmd), ("its directory", job.dir), ("its note", job.note)]
-            named += [("its host", job.host), ("its user", job.user)]
+            named += [("its host", job.host), ("its user", job.user), ("its name", job.name)]
             _check_text(_which(i, jobs), named + [("an argument", a) for a in job.args])
         alone = own + env_cost
         if alone + _REQUEST_BYTES > MAX_FRAME:
