@@ -1,5 +1,6 @@
 # goq's wire message for the `capnp` codec: one struct mirroring goq_core.messages.Message.
-# Kind and JobState travel as their integer values (see messages.py); the codec checks them.
+# Kind and JobState travel as their integer values (see messages.py); the codec checks them,
+# so a new member of either needs no change here.
 #
 # Every string travels as Data holding str.encode("utf-8", "surrogatepass"), not as Text:
 # Linux argv, environments and paths are bytes, which Python hands over as str with lone
@@ -36,6 +37,18 @@ struct Job {
   resources @22 :List(Counter);  # named counters: name (str, as above) and value
   priority @23 :Int64;     # higher runs first
   gpuIds @24 :Data;        # the GPUs given to this run, comma-separated
+  # workflow (design.md §7): names, dependencies, arrays, retries, time limits
+  name @25 :Data;          # several jobs may share one
+  after @26 :List(Int64);  # job ids (each >= 0) that must all have succeeded first
+  afterAny @27 :List(Int64);  # job ids (each >= 0) that must all have ended first
+  arrayId @28 :Int64;      # the first job id of its array (0: not in an array)
+  arrayIndex @29 :Int64;   # its index in the array
+  arrayMax @30 :Int64;     # at most this many of its array run at once (0: no cap)
+  retries @31 :Int64;      # runs again up to this many times after a failure
+  retryDelayMs @32 :Int64;
+  retried @33 :Int64;      # retries used so far
+  timeLimitMs @34 :Int64;  # 0: no limit
+  outBase @35 :Int64;      # bytes of its output written by earlier attempts
 }
 
 struct Counter {           # a counter of Message, or a named resource of Job
