@@ -38,11 +38,13 @@ from goq_core.errors import (
     TransportTimeout,
 )
 from goq_core.interfaces import ClientEnd
-from goq_core.limits import MAX_FRAME, MAX_JOBS_PER_SUBMIT, MAX_TEXT, SUBMIT_CHUNK_BYTES
+from goq_core.limits import MAX_ARRAY, MAX_FRAME, MAX_JOBS_PER_SUBMIT, MAX_TEXT, SUBMIT_CHUNK_BYTES
 from goq_core.messages import Job, Kind, Message
 from goq_core.plugins import Plugins
 from goq_core.wire import Wire, error_text
 
+_MS_PER_1000_JOBS = 100  # time the server may take per 1,000 jobs of one request (arrays,
+# cancelling many), on top of the send timeout: the server handles such a request in one go
 WAIT_HOLD_MS = 5000  # how long one WAIT request may be held by the server
 SUBMIT_CHUNK = min(5000, MAX_JOBS_PER_SUBMIT)  # jobs per request in a batch submission
 # What a job and a string cost in a SUBMIT beyond their strings' UTF-8 bytes, at most, in
@@ -155,7 +157,8 @@ class Client:
         Returns (first id, count). The template is checked as a batch of one is."""
         template.array_max = spec.max_running
         batches([template], 1, SUBMIT_CHUNK_BYTES)  # GoqError if it cannot fit a request
-        reply = self.call(Message(Kind.SUBMIT, text=spec.wire(), jobs=[template]))
+        msg = Message(Kind.SUBMIT, text=spec.wire(), jobs=[template])
+        reply = self.call(msg, hold_ms=len(spec) * _MS_PER_1000_JOBS // 1000)
         if reply.kind != Kind.SUBMITTED:
             raise GoqError(f"unexpected reply to submit: {reply.kind.name}")
         return reply.jobid, reply.count
@@ -190,7 +193,8 @@ class Client:
             raise GoqError(f"no job id given to {verb}")
         count, texts = 0, []
         for text in split_ids_text(ranges):
-            reply = self.call(Message(kind, jobid=0, text=text))
+            many = min(idranges.count(idranges.parse(text)), MAX_ARRAY)  # ranges may be wide
+            reply = self.call(Message(kind, jobid=0, text=text), many * _MS_PER_1000_JOBS // 1000)
             if reply.kind == Kind.NOT_KNOWN:
                 raise GoqError(reply.text or f"not every job of {text} is known to the server")
             if reply.kind != Kind.ACK:
