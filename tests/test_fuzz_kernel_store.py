@@ -4,7 +4,9 @@ empty and odd lists, requests of every kind in any order, timers firing in betwe
 
 The properties: nothing raises out of the server's turn; every request gets a reply; every job
 the server acknowledged (SUBMITTED) is in the store; and a server restarted on that store
-finds every acknowledged job again, either live or ended, with its command as submitted.
+finds every acknowledged job again, either live or ended, with its command as submitted. Jobs
+carry random workflow fields (dependencies, arrays, retries, limits) and requests random id
+lists and array specs, so dependency chains, holds and retries are driven at random too.
 """
 
 from __future__ import annotations
@@ -18,12 +20,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from goq_core.config import Settings
+from goq_core.kernel.dependencies import outside as dependencies_outside
 from goq_core.messages import Job, JobState, Kind, Message
 from goq_core.roles.server import Server, ServerOptions
 from goq_core.stores.sqlite import SqliteStore
 
 INT64 = st.integers(-(2**63), 2**63 - 1)
 SMALL = st.one_of(st.integers(0, 6), INT64)  # ids that hit real jobs, or anything at all
+IDISH = st.one_of(st.integers(0, 6), st.integers(0, 2**63 - 1))  # codecs carry no negative ids
 TEXT = st.text(st.characters(exclude_categories=()), max_size=12)  # surrogates and NUL too
 PATHISH = st.one_of(TEXT, TEXT.map(lambda s: "/" + s), st.just("/tmp"))
 WORKERS = st.one_of(st.sampled_from(["w1", "w2"]), TEXT)
@@ -48,7 +52,18 @@ JOBS = st.builds(
     end_ns=INT64,
     out_bytes=INT64,
     note=TEXT,
+    name=st.one_of(st.just(""), TEXT),
+    after=st.lists(IDISH, max_size=3),
+    after_any=st.lists(IDISH, max_size=2),
+    array_max=st.one_of(st.integers(0, 2), INT64),
+    retries=st.one_of(st.integers(0, 2), INT64),
+    retry_delay_ms=st.one_of(st.integers(0, 50), INT64),
+    retried=SMALL,
+    time_limit_ms=st.one_of(st.integers(0, 5), INT64),
+    out_base=SMALL,
 )
+IDS = st.one_of(TEXT, st.sampled_from(["1", "1-3", "2,4", "1-1000000000", "0", "3-1", "9"]))
+ARRAYS = st.one_of(st.just(""), st.sampled_from(["1-3:1", "0-4:2", "5-1:1", "1-3"]), TEXT)
 REQUESTS = st.builds(
     Message,
     kind=st.sampled_from([k for k in Kind if k not in (Kind.SHUTDOWN,)]),
@@ -60,7 +75,7 @@ REQUESTS = st.builds(
     wait_ms=st.one_of(st.integers(-5, 3000), INT64),
     offset=st.one_of(st.integers(0, 100), INT64),
     data=st.binary(max_size=64),
-    text=TEXT,
+    text=st.one_of(TEXT, IDS, ARRAYS),
     jobs=st.lists(JOBS, max_size=4),
     counters=st.dictionaries(TEXT, INT64, max_size=3),
 )
@@ -117,8 +132,8 @@ def test_random_authentic_requests_never_stop_the_server_or_lose_an_acknowledged
             assert answered or held, f"no reply to {step.kind.name}"
             for reply in answered:
                 if reply.kind == Kind.SUBMITTED:
-                    for i in range(reply.count):
-                        acked[reply.jobid + i] = step.jobs[i].cmd
+                    for i in range(reply.count):  # an array: its one job, made many times
+                        acked[reply.jobid + i] = step.jobs[0 if step.text else i].cmd
         server._perform(server.kernel.shutdown(now + 1))
         assert server.store is not None
         for jobid, cmd in acked.items():
@@ -129,12 +144,14 @@ def test_random_authentic_requests_never_stop_the_server_or_lose_an_acknowledged
         again = _server(home)
         assert again.store is not None
         stored = again.store.load()
-        again.kernel.restore(again._usable(stored.jobs), stored.counters, now + 2)
-        live = {**again.kernel.waiting, **again.kernel.running}
+        jobs = again._usable(stored.jobs)
+        outcomes = again.store.outcomes(dependencies_outside(jobs))
+        again.kernel.restore(jobs, stored.counters, now + 2, outcomes=outcomes)
+        live = {j.jobid: j for j in again.kernel._all_live()}
         for jobid, cmd in acked.items():
             job = live.get(jobid) or again.store.get_job(jobid)
             assert job is not None and job.cmd == cmd
             if jobid not in live:
-                assert job.state in (JobState.FINISHED, JobState.CANCELLED)
+                assert job.state in (JobState.FINISHED, JobState.CANCELLED, JobState.TIMEOUT)
         assert again.kernel.next_jobid > max(acked, default=0)
         again.store.close()
