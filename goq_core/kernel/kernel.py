@@ -208,6 +208,7 @@ class Kernel:
         self._seq = count()
         self._interned: dict = {}  # see _intern_fields
         self._last_env: tuple[list[str] | None, list[str]] = (None, [])
+        self._no_ids: list[int] = []  # see _intern_fields
 
     # ----------------------------------------------------------------- restore and durable state
 
@@ -1396,6 +1397,10 @@ class Kernel:
                 table[key] = found = env
             self._last_env = (env, found)
         job.env = self._last_env[1]
+        if not job.after:  # most jobs depend on nothing: one shared empty list (never changed
+            job.after = self._no_ids  # in place, like every list of a job the kernel holds)
+        if not job.after_any:
+            job.after_any = self._no_ids
         job.cmd = table.setdefault(job.cmd, job.cmd)
         job.dir = table.setdefault(job.dir, job.dir)
         job.host = table.setdefault(job.host, job.host)
