@@ -4,7 +4,10 @@ for the sqlite store (default) or the memory one, in a fresh temporary directory
 Prints JSON. Targets: one-job save ~100 us or less; >= 50,000 jobs/s upserted in batches of
 10,000; load of 1,000,000 waiting jobs in a few seconds. `--requests` gives every job a resource
 request (cpus, gpus, a named resource, a priority) instead of the defaults (one cpu, nothing
-else), which the sqlite store reads separately.
+else), which the sqlite store reads separately; `--workflow` makes every job part of a named
+array with a dependency, a retry count and a time limit (the workflow fields, which the sqlite
+store also reads separately) instead of in no workflow. `outcomes_s` is the time to ask
+`outcomes` about 100,000 ids (the last batch's 10,000 of them ended).
 """
 
 from __future__ import annotations
@@ -24,8 +27,14 @@ from goq_core.stores.memory import MemoryStoreFactory
 from goq_core.stores.sqlite import SqliteStore
 
 
-def make_jobs(first: int, n: int, env: list[str], requests: bool = False) -> list[Job]:
+def make_jobs(
+    first: int, n: int, env: list[str], requests: bool = False, workflow: bool = False
+) -> list[Job]:
     asks = {"cpus": 2, "gpus": 1, "resources": {"license": 1}, "priority": 5} if requests else {}
+    after: list[int] = []
+    if workflow:  # one array of n, waiting for a setup job (1) and the ten jobs before it
+        asks.update(name="sweep", array_id=first, retries=2, time_limit_ms=3_600_000)
+        after = [1, *range(max(2, first - 10), first)]
     return [
         Job(
             jobid=first + i,
@@ -37,6 +46,8 @@ def make_jobs(first: int, n: int, env: list[str], requests: bool = False) -> lis
             user="alice",
             state=JobState.WAITING,
             submit_ns=time.time_ns(),
+            after=list(after),
+            array_index=i if workflow else 0,
             **asks,
         )
         for i in range(n)
@@ -58,10 +69,12 @@ def run(
     batches: int,
     load_n: int,
     requests: bool = False,
+    workflow: bool = False,
 ) -> dict:
     env = [f"VAR{i}=value-{i}-" + "x" * 30 for i in range(40)]  # a typical shell's 40 vars
     out: dict[str, object] = {"store": kind, "synchronous": sync if kind == "sqlite" else None}
     out["requests"] = requests
+    out["workflow"] = workflow
     with tempfile.TemporaryDirectory() as tmp:
         open_store = opener(kind, tmp, sync)
         store = open_store()
@@ -70,7 +83,7 @@ def run(
 
         # single-job saves: a job submitted, then started, as the server does one at a time
         lat = []
-        for job in make_jobs(next_id, singles, env, requests):
+        for job in make_jobs(next_id, singles, env, requests, workflow):
             counters["nextJobId"] = job.jobid + 1
             t0 = time.perf_counter()
             store.save([job], counters)
@@ -83,7 +96,7 @@ def run(
         # batches of new jobs, then the same jobs updated (started) in batches
         rates = []
         for _ in range(batches):
-            jobs = make_jobs(next_id, batch, env, requests)
+            jobs = make_jobs(next_id, batch, env, requests, workflow)
             next_id += batch
             counters["nextJobId"] = next_id
             t0 = time.perf_counter()
@@ -100,7 +113,9 @@ def run(
         # fill up to load_n waiting jobs, then time a load in a freshly opened store
         while next_id <= load_n:
             n = min(50_000, load_n - next_id + 1)
-            store.save(make_jobs(next_id, n, env, requests), {"nextJobId": next_id + n})
+            jobs_n = make_jobs(next_id, n, env, requests, workflow)
+            store.save(jobs_n, {"nextJobId": next_id + n})
+            del jobs_n
             next_id += n
         store.close()
         store = open_store()
@@ -110,6 +125,15 @@ def run(
         out["load_jobs"] = len(state.jobs)
         out["load_s"] = round(time.perf_counter() - t0, 3)
         out["load_envs_shared"] = len({id(j.env) for j in state.jobs})
+        del state
+        if hasattr(store, "outcomes"):
+            for j in jobs:  # the last batch ends
+                j.state, j.exit_status = JobState.FINISHED, 0
+            store.save(jobs, counters)
+            t0 = time.perf_counter()
+            ended = store.outcomes(range(1, 100_001))
+            out["outcomes_s"] = round(time.perf_counter() - t0, 3)
+            out["outcomes_ended"] = len(ended)
         if kind == "sqlite":
             out["db_bytes"] = os.path.getsize(os.path.join(tmp, "goq.db"))
         store.close()
@@ -125,8 +149,9 @@ def main() -> None:
     ap.add_argument("--batches", type=int, default=5)
     ap.add_argument("--load", type=int, default=100_000, help="waiting jobs to load")
     ap.add_argument("--requests", action="store_true", help="jobs ask for cpus, gpus...")
+    ap.add_argument("--workflow", action="store_true", help="jobs in arrays, with dependencies")
     a = ap.parse_args()
-    out = run(a.store, a.sync, a.singles, a.batch, a.batches, a.load, a.requests)
+    out = run(a.store, a.sync, a.singles, a.batch, a.batches, a.load, a.requests, a.workflow)
     print(json.dumps(out, indent=1))
 
 

@@ -5,12 +5,12 @@ These are typing Protocols; a plugin needs no base class, only these methods (se
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from goq_core.limits import MAX_FRAME
-from goq_core.messages import Job, Message
+from goq_core.messages import Job, JobState, Message
 
 DEFAULT_MAX_FRAME = MAX_FRAME  # bytes; larger frames are refused and counted
 
@@ -76,7 +76,8 @@ class CipherFactory(Protocol):
 
 @dataclass(slots=True)
 class StoredState:
-    """What a store gives back at start: every job not yet ended (in submit order), the counters
+    """What a store gives back at start: every job not yet ended (in submit order; ended:
+    FINISHED, CANCELLED or TIMEOUT; BLOCKED and HELD jobs are not ended), the counters
     (including nextJobId), the stored rows it could not turn into jobs and moved to quarantine
     at this load, as (jobid, reason), and the replay guard's remembered (nonce, sendtime_ns)."""
 
@@ -109,11 +110,19 @@ class Store(Protocol):
         """Upsert these jobs (by jobid), set these counters, remember these (nonce,
         sendtime_ns) (a known nonce is kept) and, when `forget_nonces_before_ns` > 0, forget
         the nonces sent before it, all in one transaction, and return only once it is durable.
-        Every str field is kept exactly, whatever it holds (lone surrogates, NUL)."""
+        Every field is kept exactly: str ones whatever they hold (lone surrogates, NUL), the
+        lists (args, env, after, after_any) in their order."""
 
     def get_job(self, jobid: int) -> Job | None:
         """The stored record of one job, ended or not (for wait and history); None if unknown.
         StoreError (naming the job and why) if its record is damaged or quarantined."""
+
+    def outcomes(self, ids: Iterable[int]) -> dict[int, tuple[JobState, int]]:
+        """(state, exit_status) of each of `ids` whose stored record has ended (FINISHED,
+        CANCELLED or TIMEOUT); an id not stored, not ended, or whose record is damaged or
+        quarantined is absent. For the server's dependencies on jobs it no longer holds in
+        memory: at start, and when a submission names such a job. Copes with 100,000 ids and
+        more in one call (a store asks in chunks as it must)."""
 
     def quarantine(self, jobid: int, reason: str) -> None:
         """Move job `jobid`'s record out of the jobs (the server refuses to use it), keeping it

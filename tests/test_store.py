@@ -99,6 +99,17 @@ def full_job() -> Job:
         resources={"license": 1, "a=b": 2**63 - 1, "": 0, "sep\x1f": 3},
         priority=-7,
         gpu_ids="0,3",
+        name="sweep ✓",
+        after=[1, 2, 3, 7],
+        after_any=[9, 5, 9],  # not ascending: kept as given
+        array_id=40,
+        array_index=2,
+        array_max=5,
+        retries=3,
+        retry_delay_ms=1500,
+        retried=1,
+        time_limit_ms=60_000,
+        out_base=4096,
     )
 
 
@@ -132,17 +143,25 @@ def test_args_of_every_shape_round_trip(open_store: Opener, args: list[str]) -> 
 
 def test_ended_jobs_are_not_loaded_but_get_job_finds_them(open_store: Opener) -> None:
     store = open_store()
-    jobs = [waiting(i, state=s) for i, s in enumerate(JobState, start=1)]
+    jobs = [waiting(i, state=s, exit_status=-i) for i, s in enumerate(JobState, start=1)]
     store.save(jobs, {})
     live = store.load().jobs
     assert [(j.jobid, j.state) for j in live] == [
         (1, JobState.NEW),
         (2, JobState.WAITING),
         (3, JobState.RUNNING),
+        (7, JobState.BLOCKED),
+        (8, JobState.HELD),
     ]
     assert store.get_job(4).state is JobState.FINISHED
     assert store.get_job(5).state is JobState.CANCELLED
+    assert store.get_job(6).state is JobState.TIMEOUT
     assert asdict(store.get_job(4)) == asdict(jobs[3])
+    assert store.outcomes(range(1, 10)) == {
+        4: (JobState.FINISHED, -4),
+        5: (JobState.CANCELLED, -5),
+        6: (JobState.TIMEOUT, -6),
+    }
 
 
 def test_get_job_of_unknown_id_is_none(open_store: Opener) -> None:
@@ -524,7 +543,7 @@ ODD_TEXT = [
     "[",
 ]
 TEXT_FIELDS = ["cmd", "args", "dir", "env", "host", "user", "workerid", "workerhost", "note"]
-TEXT_FIELDS += ["resources", "gpu_ids"]
+TEXT_FIELDS += ["resources", "gpu_ids", "name"]
 
 
 def odd_job(text: str, fields: list[str] = TEXT_FIELDS, jobid: int = 42) -> Job:
@@ -567,7 +586,7 @@ _odd_text = st.text(_odd_char, max_size=12)
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    texts=st.lists(_odd_text, min_size=9, max_size=9),
+    texts=st.lists(_odd_text, min_size=10, max_size=10),
     args=st.lists(_odd_text, max_size=4),
     env=st.lists(_odd_text, max_size=4),
 )
@@ -575,7 +594,7 @@ def test_sqlite_keeps_any_str_exactly(
     tmp_path_factory: pytest.TempPathFactory, texts: list[str], args: list[str], env: list[str]
 ) -> None:
     home = tmp_path_factory.mktemp("any")
-    cmd, dir_, host, user, workerid, workerhost, note, other, gpu_ids = texts
+    cmd, dir_, host, user, workerid, workerhost, note, other, gpu_ids, name = texts
     job = replace(
         full_job(),
         cmd=cmd,
@@ -589,6 +608,7 @@ def test_sqlite_keeps_any_str_exactly(
         note=note,
         resources=dict.fromkeys(args, 3),
         gpu_ids=gpu_ids,
+        name=name,
     )
     store = SqliteStore(str(home), create=True)
     try:
@@ -673,7 +693,7 @@ def test_version_1_store_is_migrated_and_keeps_its_jobs(tmp_path: Path) -> None:
     store.save([replace(state.jobs[0], note="moved")], {"nextJobId": 5}, [(b"n", 1)])
     store.close()
     db = sqlite3.connect(tmp_path / FILENAME)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
     names = {r[0] for r in db.execute("SELECT name FROM sqlite_schema")}
     assert {"jobs", "jobs_live", "quarantine", "nonces", "nonces_time"} <= names
     assert "jobs_v1" not in names
@@ -684,7 +704,7 @@ def test_version_1_store_is_migrated_and_keeps_its_jobs(tmp_path: Path) -> None:
     state = again.load()
     assert [(j.jobid, j.note) for j in state.jobs] == [(1, "moved"), (4, "")]
     assert state.quarantined == [] and state.nonces == [(b"n", 1)]
-    assert again._trusted  # the migrated table is exactly the v3 one: the fast loader runs
+    assert again._trusted  # the migrated table is exactly the v4 one: the fast loader runs
     assert [(j.cpus, j.mem, j.gpus, j.resources, j.priority, j.gpu_ids) for j in state.jobs] == [
         (1, 0, 0, {}, 0, "")
     ] * 2
@@ -764,7 +784,7 @@ def make_v2_store(home: Path, loose: bool = False) -> None:
 def test_version_2_store_is_migrated_with_default_requests(tmp_path: Path) -> None:
     make_v2_store(tmp_path)
     store = SqliteStore(str(tmp_path), create=False)
-    assert store._trusted  # the rebuilt table is exactly the v3 one: the fast loader runs
+    assert store._trusted  # the rebuilt table is exactly the v4 one: the fast loader runs
     state = store.load()
     assert [(j.jobid, j.cmd, j.args, j.env, j.note, j.pid) for j in state.jobs] == [
         (1, "echo", ["1", "x y"], ENV, "a note", 0),
@@ -783,9 +803,10 @@ def test_version_2_store_is_migrated_with_default_requests(tmp_path: Path) -> No
     store.save([asked], {})
     store.close()
     db = sqlite3.connect(tmp_path / FILENAME)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
     names = {r[0] for r in db.execute("SELECT name FROM sqlite_schema")}
-    assert {"jobs", "jobs_live", "jobs_asking", "quarantine", "quarantine_jobid"} <= names
+    assert {"jobs", "jobs_live", "jobs_asking", "jobs_flow", "quarantine"} <= names
+    assert "quarantine_jobid" in names
     assert {"nonces", "nonces_time"} <= names and "jobs_v2" not in names
     db.close()
     again = SqliteStore(str(tmp_path), create=False)
@@ -859,6 +880,24 @@ _LOOSE = "loose"  # the schema edited by hand to drop STRICT and NOT NULL (then 
         (_LOOSE + "UPDATE jobs SET priority = 'hi' WHERE jobid = 2", "priority holds TEXT"),
         (_LOOSE + "UPDATE jobs SET cpus = NULL WHERE jobid = 2", "cpus holds NULL, not an int"),
         (_LOOSE + "UPDATE jobs SET gpu_ids = x'30' WHERE jobid = 2", "gpu_ids holds BLOB"),
+        ("UPDATE jobs SET state = 9 WHERE jobid = 2", "state 9 is not a job state"),
+        ("UPDATE jobs SET state = -1 WHERE jobid = 2", "state -1 is not a job state"),
+        ("UPDATE jobs SET after = 'x' WHERE jobid = 2", "after does not decode: 'x' is not"),
+        ("UPDATE jobs SET after = '3-1' WHERE jobid = 2", "after does not decode: '3-1'"),
+        ("UPDATE jobs SET after_any = '0' WHERE jobid = 2", "after_any does not decode: job id 0"),
+        (
+            "UPDATE jobs SET after_any = '[1, \"2\"]' WHERE jobid = 2",
+            "after_any does not decode: not a list of job ids",
+        ),
+        ("UPDATE jobs SET after = '[1' WHERE jobid = 2", "after does not decode"),
+        (
+            "UPDATE jobs SET escaped = 1, name = 'a\\x' WHERE jobid = 2",
+            "name of an escaped row is not in unicode_escape form",
+        ),
+        ("UPDATE jobs SET name = CAST(x'ff' AS TEXT) WHERE jobid = 2", "name is not valid UTF-8"),
+        (_LOOSE + "UPDATE jobs SET retries = 'x' WHERE jobid = 2", "retries holds TEXT"),
+        (_LOOSE + "UPDATE jobs SET out_base = 0.5 WHERE jobid = 2", "out_base holds REAL"),
+        (_LOOSE + "UPDATE jobs SET after = x'31' WHERE jobid = 2", "after holds BLOB, not text"),
     ],
 )
 def test_damaged_row_is_quarantined_not_fatal(tmp_path: Path, damage: str, reason: str) -> None:

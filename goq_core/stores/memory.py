@@ -1,22 +1,35 @@
 """The `memory` store: the store contract kept in process memory, for tests. Nothing reaches
 disk; stores opened by one factory at the same path share their records until it is dropped.
 
-It copies every job on the way in and out (its args, env and resources too), as a real store
-does: callers mutate their Job objects after a save, and must not find those changes in the record unless they save again.
+It copies every job on the way in and out (its args, env, resources, after and after_any too),
+as a real store does: callers mutate their Job objects after a save, and must not find those
+changes in the record unless they save again.
 Any str is kept as is (lone surrogates, NUL). It also keeps the replay guard's nonces, and the
 jobs moved aside by `quarantine` (nothing it holds can be damaged, so `load` quarantines none).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from goq_core.errors import StoreError
 from goq_core.interfaces import StoredState
 from goq_core.messages import Job, JobState
 
-_ENDED = (JobState.FINISHED, JobState.CANCELLED)
+_ENDED = frozenset((JobState.FINISHED, JobState.CANCELLED, JobState.TIMEOUT))
+
+
+def _copy(job: Job, env: list[str] | None = None) -> Job:
+    """A copy of `job` with its own lists and dict (`env` instead of a copy of its own)."""
+    return replace(
+        job,
+        args=list(job.args),
+        env=list(job.env) if env is None else env,
+        resources=dict(job.resources),
+        after=list(job.after),
+        after_any=list(job.after_any),
+    )
 
 
 @dataclass(slots=True)
@@ -60,7 +73,7 @@ class MemoryStore:
             env = envs.get(key)
             if env is None:
                 env = envs[key] = list(key)
-            jobs.append(replace(job, args=list(job.args), env=env, resources=dict(job.resources)))
+            jobs.append(_copy(job, env))
         return StoredState(
             jobs=jobs, counters=dict(records.counters), nonces=list(records.nonces.items())
         )
@@ -73,10 +86,7 @@ class MemoryStore:
         forget_nonces_before_ns: int = 0,
     ) -> None:
         records = self._open_records()
-        copies = [
-            replace(j, args=list(j.args), env=list(j.env), resources=dict(j.resources))
-            for j in jobs
-        ]
+        copies = [_copy(j) for j in jobs]
         new_nonces = [(bytes(n), int(t)) for n, t in nonces]
         for job in copies:  # all copied first: a bad job leaves the record untouched
             records.jobs[job.jobid] = job
@@ -99,7 +109,18 @@ class MemoryStore:
                 err.transient = False  # type: ignore[attr-defined]
                 raise err
             return None
-        return replace(job, args=list(job.args), env=list(job.env), resources=dict(job.resources))
+        return _copy(job)
+
+    def outcomes(self, ids: Iterable[int]) -> dict[int, tuple[JobState, int]]:
+        """(state, exit_status) of each of `ids` held and ended (FINISHED, CANCELLED,
+        TIMEOUT); the others (unknown, not ended, quarantined) are left out."""
+        records = self._open_records()
+        out: dict[int, tuple[JobState, int]] = {}
+        for jobid in ids:
+            job = records.jobs.get(jobid)
+            if job is not None and job.state in _ENDED:
+                out[jobid] = (job.state, job.exit_status)
+        return out
 
     def quarantine(self, jobid: int, reason: str) -> None:
         records = self._open_records()

@@ -8,25 +8,36 @@ panic can lose the last commits made since the log was last synced to disk; pass
 ``synchronous="FULL"`` (``GOQ_SQLITE_SYNC=FULL``) to sync the log at every commit instead, at
 the price of one fsync per save.
 
-Layout, schema version 3 (in ``PRAGMA user_version``; a version 1 or 2 file is migrated when
-opened, its jobs table rebuilt; a row that does not fit goes to quarantine):
+Layout, schema version 4 (in ``PRAGMA user_version``; a version 1, 2 or 3 file is migrated when
+opened, one version at a time, its jobs table rebuilt each time by the tables and indexes that
+version had, frozen here as they were; a row that does not fit goes to quarantine):
 - ``jobs`` (STRICT): one row per job, keyed by jobid, every `Job` field (``note`` new in v2;
   ``cpus``, ``mem``, ``gpus``, ``resources``, ``priority``, ``gpu_ids`` new in v3, with the
-  defaults 1, 0, 0, '', 0, '' for rows migrated from v2); args in a compact text form (see
-  `encode_args`: unit-separated, JSON only for args that hold a separator); resources likewise,
-  as the args ``NAME=N`` (see `encode_resources`: '' for none; a name may hold any character,
-  ``=`` included); the environment as a reference into ``env`` (NULL for an empty one).
+  defaults 1, 0, 0, '', 0, '' for rows migrated from v2; the workflow fields ``name``,
+  ``after``, ``after_any``, ``array_id``, ``array_index``, ``array_max``, ``retries``,
+  ``retry_delay_ms``, ``retried``, ``time_limit_ms``, ``out_base`` new in v4, '' and 0 for rows
+  migrated from v3); args in a compact text form (see `encode_args`: unit-separated, JSON only
+  for args that hold a separator); resources likewise, as the args ``NAME=N`` (see
+  `encode_resources`: '' for none; a name may hold any character, ``=`` included); after and
+  after_any in the id-range form of goq_core.idranges (see `encode_ids`: "1-10000,10005", so a
+  job that waits for 10,000 consecutive jobs costs a few bytes; JSON for a list that is not
+  ascending); the environment as a reference into ``env`` (NULL for an empty one).
   STRICT makes SQLite refuse a value of the wrong type, so `load` need not check types.
-  Two partial indexes cover only the jobs not yet ended, so `load` never walks the finished
-  history: ``jobs_live`` (jobid order) and ``jobs_asking``, which holds the six request
-  columns of the jobs whose request is not the default (one cpu, nothing else, priority 0).
-  `load` reads those columns there, once per distinct request, not in its main query: most
-  jobs ask for nothing, and six more columns per row would cost 12% of the load time.
+  Ended jobs are those FINISHED, CANCELLED or TIMEOUT (states 3, 4, 5); BLOCKED and HELD are
+  not. Three partial indexes cover only the jobs not yet ended, so `load` never walks the
+  finished history: ``jobs_live`` (jobid order); ``jobs_asking``, which holds the six request
+  columns of the jobs whose request is not the default (one cpu, nothing else, priority 0); and
+  ``jobs_flow``, which holds the eleven workflow columns of the jobs that have any of them away
+  from its default. `load` reads those columns there (requests once per distinct request), not
+  in its main query: most jobs ask for nothing and are in no workflow, and reading six more
+  columns per row would cost 12% of the load time (all seventeen, over a quarter). Their WHERE
+  is ``state NOT BETWEEN 3 AND 5`` (see `_LIVE`). `outcomes` reads state and exit_status by
+  jobid, 500 ids per query.
 - Text is lossless for any Python str (lone surrogates from surrogateescape'd argv, env and
   paths, surrogate pairs, embedded NUL). Text that UTF-8 can hold is stored as is. When one of
-  a job's text fields cannot be (a lone surrogate), the row has ``escaped = 1`` and its ten
+  a job's text fields cannot be (a lone surrogate), the row has ``escaped = 1`` and its eleven
   text fields (cmd, args as encoded, dir, host, user, workerid, workerhost, note, resources as
-  encoded, gpu_ids) are each stored in Python's ``unicode_escape`` form, which is ASCII
+  encoded, gpu_ids, name) are each stored in Python's ``unicode_escape`` form, which is ASCII
   (``caf\\udce9``) and decodes to exactly the same str (JSON's ``\\u`` escapes would not: they
   merge surrogate pairs). Plain rows (``escaped = 0``) cost nothing extra to save or load.
 - ``env``: each distinct environment once, keyed by a hash of its body: the thousands of jobs
@@ -35,11 +46,12 @@ opened, its jobs table rebuilt; a row that does not fit goes to quarantine):
   ``unicode_escape`` form.
 - ``counters``: name -> integer (nextJobId, finishedJobsCount...).
 - ``quarantine``: rows of ``jobs`` that cannot be turned into a Job (an unknown state, bad args
-  or environment, resources that do not decode, cpus below 1, mem or gpus below 0, a value of
-  the wrong type or not UTF-8: written by hand or by a damaged disk), or that the server
-  refused (`quarantine`): jobid, the raw row as JSON (text as str, blobs as
-  ``{"blob": hex}``), the reason, and when (ns). `load` moves them there and reports
-  them instead of failing; `get_job` of such a job raises StoreError with the reason.
+  or environment, resources or after lists that do not decode, cpus below 1, mem or gpus below
+  0, a value of the wrong type or not UTF-8: written by hand or by a damaged disk), or that the
+  server refused (`quarantine`): jobid, the raw row as JSON (text as str, blobs as
+  ``{"blob": hex}``), the reason, and when (ns). `load` moves them there and reports them
+  instead of failing; `get_job` of such a job raises StoreError with the reason, and
+  `outcomes` leaves it out.
 - ``nonces`` (STRICT, WITHOUT ROWID): the replay guard's memory, nonce -> send time (ns),
   indexed by send time so that forgetting old ones is cheap; written by `save`.
 
@@ -54,24 +66,35 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
+import operator
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
 
+from goq_core import idranges
 from goq_core.errors import StoreError
 from goq_core.interfaces import StoredState
 from goq_core.messages import Job, JobState
 
 FILENAME = "goq.db"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 APPLICATION_ID = 0x676F7131  # "goq1": marks the file as goq's, not some other SQLite file
 SYNC_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 
-_ENDED = (int(JobState.FINISHED), int(JobState.CANCELLED))
+_ENDED = (int(JobState.FINISHED), int(JobState.CANCELLED), int(JobState.TIMEOUT))
+_ENDED_STATES = frozenset(JobState(s) for s in _ENDED)
+if max(_ENDED) - min(_ENDED) != len(_ENDED) - 1:  # what _LIVE below relies on
+    raise AssertionError("the ended job states are no longer consecutive")
+# A row of a job not yet ended: the WHERE of the partial indexes, and of the queries that read
+# them (SQLite uses a partial index only for a query that has its WHERE terms as they are).
+# Not "state NOT IN (3, 4, 5)": SQLite evaluates an IN of more than two values through a
+# temporary table, built again for each row that an INSERT or UPDATE gives to the index, which
+# made batch saves twice as slow.
+_LIVE = f"state NOT BETWEEN {_ENDED[0]} AND {_ENDED[-1]}"
 _STATES = {int(s): s for s in JobState}
 _ENV_CACHE_MAX = 4096  # distinct environments remembered between saves (then forgotten)
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1  # what an SQLite INTEGER holds
@@ -113,7 +136,9 @@ _JOBS_V2_DDL = """CREATE TABLE jobs (
     note        TEXT NOT NULL DEFAULT '',
     escaped     INTEGER NOT NULL DEFAULT 0
 ) STRICT"""
-_JOBS_DDL = """CREATE TABLE jobs (
+# The tables and indexes of older versions, frozen as those versions made them: a migration
+# builds exactly what its version had, whatever the current schema is.
+_JOBS_V3_DDL = """CREATE TABLE jobs (
     jobid       INTEGER PRIMARY KEY,
     state       INTEGER NOT NULL,
     cmd         TEXT NOT NULL,
@@ -141,24 +166,88 @@ _JOBS_DDL = """CREATE TABLE jobs (
     priority    INTEGER NOT NULL DEFAULT 0,
     gpu_ids     TEXT NOT NULL DEFAULT ''
 ) STRICT"""
-_JOBS_LIVE = f"CREATE INDEX jobs_live ON jobs(jobid, env_id) WHERE state NOT IN {_ENDED}"
+# (v2 and v3)
+_JOBS_LIVE_V2 = "CREATE INDEX jobs_live ON jobs(jobid, env_id) WHERE state NOT IN (3, 4)"
+_JOBS_ASKING_V3 = (
+    "CREATE INDEX jobs_asking ON jobs(cpus, mem, gpus, resources, priority, gpu_ids, escaped,"
+    " state) WHERE state NOT IN (3, 4) AND NOT (cpus = 1 AND mem = 0 AND gpus = 0"
+    " AND resources = '' AND priority = 0 AND gpu_ids = '')"
+)
+# Version 4, the current one (when version 5 comes, freeze these as the _V4 ones above)
+_JOBS_DDL = """CREATE TABLE jobs (
+    jobid          INTEGER PRIMARY KEY,
+    state          INTEGER NOT NULL,
+    cmd            TEXT NOT NULL,
+    args           TEXT NOT NULL,
+    shell          INTEGER NOT NULL,
+    dir            TEXT NOT NULL,
+    env_id         INTEGER REFERENCES env(id),
+    host           TEXT NOT NULL,
+    user           TEXT NOT NULL,
+    attempt        INTEGER NOT NULL,
+    workerid       TEXT NOT NULL,
+    workerhost     TEXT NOT NULL,
+    pid            INTEGER NOT NULL,
+    exit_status    INTEGER NOT NULL,
+    submit_ns      INTEGER NOT NULL,
+    start_ns       INTEGER NOT NULL,
+    end_ns         INTEGER NOT NULL,
+    out_bytes      INTEGER NOT NULL,
+    note           TEXT NOT NULL DEFAULT '',
+    escaped        INTEGER NOT NULL DEFAULT 0,
+    cpus           INTEGER NOT NULL DEFAULT 1,
+    mem            INTEGER NOT NULL DEFAULT 0,
+    gpus           INTEGER NOT NULL DEFAULT 0,
+    resources      TEXT NOT NULL DEFAULT '',
+    priority       INTEGER NOT NULL DEFAULT 0,
+    gpu_ids        TEXT NOT NULL DEFAULT '',
+    name           TEXT NOT NULL DEFAULT '',
+    after          TEXT NOT NULL DEFAULT '',
+    after_any      TEXT NOT NULL DEFAULT '',
+    array_id       INTEGER NOT NULL DEFAULT 0,
+    array_index    INTEGER NOT NULL DEFAULT 0,
+    array_max      INTEGER NOT NULL DEFAULT 0,
+    retries        INTEGER NOT NULL DEFAULT 0,
+    retry_delay_ms INTEGER NOT NULL DEFAULT 0,
+    retried        INTEGER NOT NULL DEFAULT 0,
+    time_limit_ms  INTEGER NOT NULL DEFAULT 0,
+    out_base       INTEGER NOT NULL DEFAULT 0
+) STRICT"""
+_JOBS_LIVE = f"CREATE INDEX jobs_live ON jobs(jobid, env_id) WHERE {_LIVE}"
 # a job whose request is not the default (one cpu, nothing else, priority 0): see _live_requests
 _ASKS = (
     "NOT (cpus = 1 AND mem = 0 AND gpus = 0 AND resources = '' AND priority = 0 AND gpu_ids = '')"
 )
 _REQUEST_COLUMNS = "cpus, mem, gpus, resources, priority, gpu_ids, escaped"
 _JOBS_ASKING = (  # covers what _live_requests reads (state too), in its GROUP BY order
-    f"CREATE INDEX jobs_asking ON jobs({_REQUEST_COLUMNS}, state)"
-    f" WHERE state NOT IN {_ENDED} AND {_ASKS}"
+    f"CREATE INDEX jobs_asking ON jobs({_REQUEST_COLUMNS}, state) WHERE {_LIVE} AND {_ASKS}"
 )
 _Request = tuple[int, int, int, dict[str, int], int, str]
+# the workflow columns (v4), and a job that has any of them away from its default: see
+# _live_flows
+_FLOW_TEXTS = ("name", "after", "after_any")
+_FLOW_INTS = (
+    *("array_id", "array_index", "array_max", "retries", "retry_delay_ms", "retried"),
+    *("time_limit_ms", "out_base"),
+)
+_FLOW_COLUMNS = ", ".join(_FLOW_TEXTS + _FLOW_INTS)
+_FLOWS = (
+    "NOT ("
+    + " AND ".join([f"{c} = ''" for c in _FLOW_TEXTS] + [f"{c} = 0" for c in _FLOW_INTS])
+    + ")"
+)
+_JOBS_FLOW = (  # covers what _live_flows reads (state too)
+    f"CREATE INDEX jobs_flow ON jobs({_FLOW_COLUMNS}, state) WHERE {_LIVE} AND {_FLOWS}"
+)
+# jobid, name, after, after_any (as stored), then the eight ints, in _FLOW_INTS order
+_Flow = tuple[int, str, str, str, int, int, int, int, int, int, int, int]
 _NONCES_DDL = """CREATE TABLE nonces (
     nonce       BLOB PRIMARY KEY,
     sendtime_ns INTEGER NOT NULL
 ) STRICT, WITHOUT ROWID"""
 _V2_TABLES = (  # what version 2 adds to, or changes in, version 1
     _JOBS_V2_DDL,
-    _JOBS_LIVE,
+    _JOBS_LIVE_V2,
     """CREATE TABLE quarantine (
     id     INTEGER PRIMARY KEY,
     jobid  INTEGER NOT NULL,
@@ -180,8 +269,11 @@ _SCHEMA = (
     name  TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 ) WITHOUT ROWID""",
-    *(_JOBS_DDL if statement == _JOBS_V2_DDL else statement for statement in _V2_TABLES),
+    _JOBS_DDL,
+    _JOBS_LIVE,
+    *_V2_TABLES[2:],  # quarantine and nonces, as version 2 made them
     _JOBS_ASKING,
+    _JOBS_FLOW,
     f"PRAGMA application_id = {APPLICATION_ID}",
     f"PRAGMA user_version = {SCHEMA_VERSION}",
 )
@@ -191,18 +283,21 @@ _V1_COLUMNS = (
     " pid, exit_status, submit_ns, start_ns, end_ns, out_bytes"
 )
 _V2_COLUMNS = _V1_COLUMNS + ", note, escaped"
-_COLUMNS = _V2_COLUMNS + ", cpus, mem, gpus, resources, priority, gpu_ids"
+_V3_COLUMNS = _V2_COLUMNS + ", cpus, mem, gpus, resources, priority, gpu_ids"
+_COLUMNS = _V3_COLUMNS + ", " + _FLOW_COLUMNS
 _NAMES = tuple(_COLUMNS.replace(" ", "").split(","))
 _V1_NAMES = _NAMES[:18]
 _V2_NAMES = _NAMES[:20]
+_V3_NAMES = _NAMES[:26]
 _INT_NAMES = frozenset(
     ("jobid", "state", "shell", "attempt", "pid", "exit_status")
     + ("submit_ns", "start_ns", "end_ns", "out_bytes", "escaped")
     + ("cpus", "mem", "gpus", "priority")
+    + _FLOW_INTS
 )
 _ESCAPABLE = (
     *("cmd", "args", "dir", "host", "user", "workerid", "workerhost", "note"),
-    *("resources", "gpu_ids"),
+    *("resources", "gpu_ids", "name"),
 )
 _LEAST = (("cpus", 1), ("mem", 0), ("gpus", 0))  # what a request may hold at the least
 _UPDATES = ", ".join(f"{c}=excluded.{c}" for c in _NAMES[1:])
@@ -210,12 +305,24 @@ _UPSERT_JOB = (
     f"INSERT INTO jobs ({_COLUMNS}) VALUES ({', '.join('?' * len(_NAMES))})"
     f" ON CONFLICT(jobid) DO UPDATE SET {_UPDATES}"
 )
+# A job in no workflow (the most): its row without the workflow columns, which take their
+# defaults. Binding eleven values fewer makes a batch of such jobs some 8% faster to save.
+_NO_FLOW = ("", [], [], 0, 0, 0, 0, 0, 0, 0, 0)  # as _flow_of gives them
+_flow_of = operator.attrgetter(*_FLOW_TEXTS, *_FLOW_INTS)
+_UPSERT_JOB_NO_FLOW = (
+    f"INSERT INTO jobs ({_V3_COLUMNS}) VALUES ({', '.join('?' * len(_V3_NAMES))})"
+    f" ON CONFLICT(jobid) DO UPDATE SET "
+    + ", ".join(
+        [f"{c}=excluded.{c}" for c in _V3_NAMES[1:]]
+        + [f"{c}=''" for c in _FLOW_TEXTS]
+        + [f"{c}=0" for c in _FLOW_INTS]
+    )
+)
 _UPSERT_COUNTER = (
     "INSERT INTO counters (name, value) VALUES (?, ?)"
     " ON CONFLICT(name) DO UPDATE SET value=excluded.value"
 )
 _INSERT_NONCE = "INSERT INTO nonces (nonce, sendtime_ns) VALUES (?, ?) ON CONFLICT DO NOTHING"
-_LIVE = f"state NOT IN {_ENDED}"
 # the careful reader's columns: each value with its SQLite type, read as bytes if text
 _TYPED = ", ".join(f"typeof({c}), {c}" for c in _NAMES)
 _NOT_SURELY_ENDED = f"NOT (typeof(state) = 'integer' AND state IN {_ENDED})"
@@ -282,6 +389,47 @@ def decode_resources(text: str) -> dict[str, int]:
     if len(out) != len(items):
         raise ValueError("resources repeat a name")
     return out
+
+
+def encode_ids(ids: list[int]) -> str:
+    """Job ids (a job's after or after_any) as text: "" for none; the id-range form of
+    goq_core.idranges ("1-10000,10005": a few bytes for any run of consecutive ids) when they
+    are positive, ascending, without repeats, as the server keeps them; else, so that the list
+    comes back exactly whatever it holds, its JSON (which starts with "["). TypeError for
+    anything but whole numbers. (idranges.format_ids gives the same text, five times slower:
+    it sorts and merges first.)"""
+    if not ids:
+        return ""
+    first = prev = ids[0]
+    if type(first) is not int or first < 1:
+        return _dumps([operator.index(i) for i in ids])
+    ranges: list[str] = []
+    add = ranges.append
+    for i in ids[1:]:
+        if i != prev + 1:
+            if type(i) is not int or i <= prev:
+                return _dumps([operator.index(i) for i in ids])
+            add(f"{first}-{prev}" if first != prev else str(first))
+            first = i
+        elif type(i) is not int:  # 3.0 == 3
+            return _dumps([operator.index(i) for i in ids])
+        prev = i
+    if prev > _INT64_MAX:
+        return _dumps(ids)
+    add(f"{first}-{prev}" if first != prev else str(first))
+    return ",".join(ranges)
+
+
+def decode_ids(text: str) -> list[int]:
+    """What `encode_ids` was given; ValueError if `text` is not of that form."""
+    if not text:
+        return []
+    if text[0] == "[":
+        ids = _loads(text)
+        if type(ids) is not list or not all(type(i) is int for i in ids):
+            raise ValueError("not a list of job ids")
+        return ids
+    return list(idranges.ids(idranges.parse(text)))
 
 
 def _utf8_ok(text: str) -> bool:
@@ -418,6 +566,11 @@ def _careful_job(typed: Sequence[Any], env_of: Callable[[int], list[str]]) -> Jo
     for name, least in _LEAST:
         if v[name] < least:
             raise _Damaged(f"{name} is {v[name]}, not {least} or more")
+    for name in ("after", "after_any"):
+        try:
+            v[name] = decode_ids(v[name])
+        except ValueError as e:
+            raise _Damaged(f"{name} does not decode: {e}") from None
     v["shell"] = v["shell"] != 0
     env_id = v.pop("env_id")
     v["env"] = [] if env_id is None else env_of(env_id)
@@ -540,7 +693,7 @@ class SqliteStore:
         for statement in _V2_TABLES[2:]:
             if statement.startswith("CREATE TABLE"):
                 db.execute(statement)
-        self._rebuild_jobs(db, 1, _V1_NAMES, _JOBS_V2_DDL, (_JOBS_LIVE,))
+        self._rebuild_jobs(db, 1, _V1_NAMES, _JOBS_V2_DDL, (_JOBS_LIVE_V2,))
         for statement in _V2_TABLES[2:]:
             if not statement.startswith("CREATE TABLE"):
                 db.execute(statement)
@@ -549,7 +702,15 @@ class SqliteStore:
         """Rebuild jobs with cpus, mem, gpus, resources, priority and gpu_ids (at their
         defaults: a job of one cpu, nothing else, priority 0). A row that a v2 table edited by
         hand let hold a value of the wrong type goes to quarantine instead."""
-        self._rebuild_jobs(db, 2, _V2_NAMES, _JOBS_DDL, (_JOBS_LIVE, _JOBS_ASKING))
+        self._rebuild_jobs(db, 2, _V2_NAMES, _JOBS_V3_DDL, (_JOBS_LIVE_V2, _JOBS_ASKING_V3))
+
+    def _migrate_3_to_4(self, db: sqlite3.Connection) -> None:
+        """Rebuild jobs with the workflow columns (name, after, after_any, array_id,
+        array_index, array_max, retries, retry_delay_ms, retried, time_limit_ms, out_base, at
+        their defaults), and its partial indexes for the ended states of v4 (TIMEOUT is one). A
+        row that a v3 table edited by hand let hold a value of the wrong type goes to
+        quarantine instead."""
+        self._rebuild_jobs(db, 3, _V3_NAMES, _JOBS_DDL, (_JOBS_LIVE, _JOBS_ASKING, _JOBS_FLOW))
 
     def _rebuild_jobs(
         self,
@@ -695,6 +856,8 @@ class SqliteStore:
         reader takes over)."""
         envs = self._live_envs(db)
         asking = self._live_requests(db)
+        flows = self._live_flows(db)
+        decoded: dict[str, list[int]] = {}  # after and after_any texts, decoded
         strings: dict[str, str] = {}
         same = strings.setdefault  # one str object per distinct value: less memory
         states = _STATES
@@ -729,7 +892,7 @@ class SqliteStore:
                 cmd, args, dir_, host, user, workerid, workerhost, note = (
                     _unescape(n, t)
                     for n, t in zip(
-                        _ESCAPABLE[:8],  # resources and gpu_ids: see _live_requests
+                        _ESCAPABLE[:8],  # resources, gpu_ids: _live_requests; name: below
                         (cmd, args, dir_, host, user, workerid, workerhost, note),
                         strict=True,
                     )
@@ -769,8 +932,47 @@ class SqliteStore:
                     job.cpus, job.mem, job.gpus, resources, job.priority, job.gpu_ids = request
                     if resources:
                         job.resources = resources.copy()  # shared by equal requests
+            if flows:  # workflow fields at their defaults unless given here
+                flow = flows.get(jobid)
+                if flow is not None:
+                    (
+                        _,
+                        name,
+                        after,
+                        after_any,
+                        job.array_id,
+                        job.array_index,
+                        job.array_max,
+                        job.retries,
+                        job.retry_delay_ms,
+                        job.retried,
+                        job.time_limit_ms,
+                        job.out_base,
+                    ) = flow
+                    if name:
+                        if escaped:
+                            name = _unescape("name", name)
+                        job.name = same(name, name)  # one str for the jobs of an array
+                    if after:  # each distinct text decoded once, each job its own list
+                        ids = decoded.get(after)
+                        if ids is None:
+                            ids = decoded[after] = decode_ids(after)
+                        job.after = ids.copy()
+                    if after_any:
+                        ids = decoded.get(after_any)
+                        if ids is None:
+                            ids = decoded[after_any] = decode_ids(after_any)
+                        job.after_any = ids.copy()
             append(job)
         return jobs
+
+    def _live_flows(self, db: sqlite3.Connection) -> dict[int, _Flow]:
+        """jobid -> its row (jobid, name, after, after_any as stored, then the eight workflow
+        ints) for each live job whose workflow fields are not all at their defaults. Read from
+        the jobs_flow index alone, as `_live_requests` does: most jobs are in no workflow, and
+        these eleven columns cost them nothing at load."""
+        query = f"SELECT jobid, {_FLOW_COLUMNS} FROM jobs WHERE {_LIVE} AND {_FLOWS}"
+        return {row[0]: row for row in db.execute(query)}
 
     def _live_requests(self, db: sqlite3.Connection) -> dict[int, _Request]:
         """jobid -> (cpus, mem, gpus, resources, priority, gpu_ids) of each live job whose
@@ -839,7 +1041,7 @@ class SqliteStore:
                 except _Damaged as e:
                     damaged.append((rowid, _raw_json(typed), str(e)))
                     continue
-                if job.state in (JobState.FINISHED, JobState.CANCELLED):
+                if job.state in _ENDED_STATES:
                     continue
                 job.cmd, job.dir = same(job.cmd, job.cmd), same(job.dir, job.dir)
                 job.host, job.user = same(job.host, job.host), same(job.user, job.user)
@@ -898,8 +1100,11 @@ class SqliteStore:
         known = self._env_ids
         new_envs: dict[tuple[str, ...], int] = {}
         by_list: dict[int, int | None] = {}  # id(env list) -> env.id, valid during this call
-        rows = []
-        append = rows.append
+        runs: list[tuple[str, list[tuple[Any, ...]]]] = []  # (statement, rows): in job order
+        rows: list[tuple[Any, ...]] = []
+        last = ""
+        flow_of, no_flow = _flow_of, _NO_FLOW
+        texts: dict[int, str] = {}  # id(after list) -> its text (an array's jobs may share one)
         changed = [(k, v) for k, v in counters.items() if self._counters.get(k) != v]
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -911,10 +1116,10 @@ class SqliteStore:
                     env_id = self._env_id(db, env, known, new_envs)
                     by_list[id(env)] = env_id
                 if careful:
-                    append(_careful_row(j, env_id))
-                    continue
-                append(
-                    (
+                    row = _careful_row(j, env_id)
+                    upsert = _UPSERT_JOB
+                else:
+                    row = (
                         j.jobid,
                         j.cmd,
                         encode_args(j.args),
@@ -942,8 +1147,20 @@ class SqliteStore:
                         j.priority,
                         j.gpu_ids,
                     )
-                )
-            db.executemany(_UPSERT_JOB, rows)
+                    flow = flow_of(j)
+                    if flow == no_flow:
+                        upsert = _UPSERT_JOB_NO_FLOW
+                    else:
+                        upsert = _UPSERT_JOB
+                        name, after, after_any, *ints = flow
+                        row += (name, *_ids_texts(after, after_any, texts), *ints)
+                if upsert is not last:  # a new run (a job saved twice: its last row wins)
+                    rows = []
+                    runs.append((upsert, rows))
+                    last = upsert
+                rows.append(row)
+            for upsert, rows in runs:
+                db.executemany(upsert, rows)
             if changed:
                 db.executemany(_UPSERT_COUNTER, changed)
             if nonces:
@@ -1012,6 +1229,27 @@ class SqliteStore:
             except _Damaged as e:
                 raise _store_error(f"goq store {self.path}: job {jobid} is damaged: {e}") from None
 
+    def outcomes(self, ids: Iterable[int]) -> dict[int, tuple[JobState, int]]:
+        """(state, exit_status) of each of `ids` stored and ended (FINISHED, CANCELLED,
+        TIMEOUT); the others (unknown, not ended, quarantined, damaged) are left out. Reads
+        _IN_CHUNK ids per query, in id order."""
+        out: dict[int, tuple[JobState, int]] = {}
+        states = _STATES
+        with self._lock, self._errors("outcomes"):
+            db = self._conn()
+            wanted = sorted({i for i in ids if _INT64_MIN <= i <= _INT64_MAX})  # none else stored
+            for start in range(0, len(wanted), _IN_CHUNK):
+                chunk = wanted[start : start + _IN_CHUNK]
+                marks = ",".join("?" * len(chunk))
+                query = (
+                    "SELECT jobid, state, exit_status FROM jobs"
+                    f" WHERE jobid IN ({marks}) AND state BETWEEN {_ENDED[0]} AND {_ENDED[-1]}"
+                )
+                for jobid, state, exit_status in db.execute(query, chunk):
+                    if type(state) is int and type(exit_status) is int:  # else: damaged
+                        out[jobid] = (states[state], exit_status)
+        return out
+
     def quarantine(self, jobid: int, reason: str) -> None:
         """Move job `jobid`'s row to quarantine (the server will not use it), with `reason`;
         nothing if there is no such row. One transaction."""
@@ -1046,6 +1284,21 @@ class SqliteStore:
                     self._db = None
 
 
+def _ids_texts(after: list[int], after_any: list[int], texts: dict[int, str]) -> tuple[str, str]:
+    """`encode_ids` of both lists, each list object encoded once per save (`texts`: by id,
+    valid while the jobs being saved hold their lists)."""
+    out = []
+    for ids in (after, after_any):
+        if not ids:
+            out.append("")
+            continue
+        text = texts.get(id(ids))
+        if text is None:
+            text = texts[id(ids)] = encode_ids(ids)
+        out.append(text)
+    return out[0], out[1]
+
+
 def _careful_text(text: str) -> str:
     """`text` if UTF-8 can hold it, else with its lone surrogates written as \\uXXXX."""
     return text if _utf8_ok(text) else text.encode("utf-8", "backslashreplace").decode()
@@ -1055,9 +1308,9 @@ def _careful_row(j: Job, env_id: int | None) -> tuple[Any, ...]:
     """A job's row for text that UTF-8 may not hold: escaped (see `_escape`) if any of its text
     fields cannot be."""
     texts = (j.cmd, encode_args(j.args), j.dir, j.host, j.user, j.workerid, j.workerhost, j.note)
-    texts += (encode_resources(j.resources), j.gpu_ids)
+    texts += (encode_resources(j.resources), j.gpu_ids, j.name)
     escaped = not all(type(t) is not str or _utf8_ok(t) for t in texts)
-    cmd, args, dir_, host, user, workerid, workerhost, note, resources, gpu_ids = (
+    cmd, args, dir_, host, user, workerid, workerhost, note, resources, gpu_ids, name = (
         (_escape(t) for t in texts) if escaped else texts
     )
     return (
@@ -1087,6 +1340,17 @@ def _careful_row(j: Job, env_id: int | None) -> tuple[Any, ...]:
         resources,
         j.priority,
         gpu_ids,
+        name,
+        encode_ids(j.after),
+        encode_ids(j.after_any),
+        j.array_id,
+        j.array_index,
+        j.array_max,
+        j.retries,
+        j.retry_delay_ms,
+        j.retried,
+        j.time_limit_ms,
+        j.out_base,
     )
 
 
@@ -1094,6 +1358,7 @@ def _careful_row(j: Job, env_id: int | None) -> tuple[Any, ...]:
 _MIGRATIONS: dict[int, Callable[[SqliteStore, sqlite3.Connection], None]] = {
     1: SqliteStore._migrate_1_to_2,
     2: SqliteStore._migrate_2_to_3,
+    3: SqliteStore._migrate_3_to_4,
 }
 
 
