@@ -31,7 +31,9 @@ Theory of operation (design.md §3, §7):
 - DRAIN stops a worker getting new jobs (its runs go on); RESUME undoes it. Drained names are
   durable (counters `drained/NAME`).
 - Workflows (design.md §7) have a module of rules each: dependencies.py (BLOCKED until the jobs
-  named in after/after-any end; a failed `after` cancels down the chain), arrays.py (one
+  named in after/after-any end; a failed `after` cancels down the chain; a job made ready is
+  not saved as WAITING: restore finds it ready again from its dependencies, which keeps a
+  10,000-job fan-out's release to one commit of one record), arrays.py (one
   submission, many jobs; a cap on how many of an array run at once), retries.py (a failed run
   runs again while retries last; every attempt's output in one file). HOLD keeps jobs that have
   not started out of the queue until RELEASE. Only WAITING jobs are in the wait queue: blocked,
@@ -270,9 +272,8 @@ class Kernel:
                     job.state = BLOCKED  # restore rebuilds states; the dependencies win
                 self.blocked[job.jobid] = job
             else:
-                if job.state == BLOCKED:
+                if job.state == BLOCKED:  # its dependencies succeeded (see _end)
                     advance(job, "unblock")
-                    out.append(Save(job))
                 at = job.end_ns / _NS + job.retry_delay_ms / 1000 if job.retried else 0.0
                 if at > now and job.retry_delay_ms:
                     self._delay(job, at)
@@ -1161,10 +1162,9 @@ class Kernel:
             for jobid in ready:
                 waiting = self.blocked.pop(jobid, None)
                 if waiting is not None:  # (a held one stays held, with nothing to wait for)
-                    advance(waiting, "unblock")
-                    self.waiting.push(waiting)
-                    out.append(Save(waiting))
-                    self._kick = True
+                    advance(waiting, "unblock")  # not saved: a stored BLOCKED job whose
+                    self.waiting.push(waiting)  # dependencies succeeded waits again after a
+                    self._kick = True  # restart (restore); its dispatch is saved as usual
             for jobid, why in doomed:
                 gone = self.blocked.pop(jobid, None) or self.held.pop(jobid, None)
                 if gone is not None:

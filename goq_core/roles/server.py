@@ -40,8 +40,9 @@ from goq_core.kernel import (
     WriteOutput,
 )
 from goq_core.kernel.dependencies import outside as dependencies_outside
+from goq_core.kernel.lifecycle import ENDED
 from goq_core.kernel.validation import jobs_problems
-from goq_core.messages import Job, JobState, Kind, Message
+from goq_core.messages import Job, Kind, Message
 from goq_core.plugins import Plugins
 from goq_core.roles.output import OutputFiles
 from goq_core.roles.output import output_path as output_path  # re-exported (tests use it)
@@ -379,7 +380,7 @@ class Server:
                 saves[w.job.jobid] = w.job
         committed = self._commit(saves, nonces) if saves or nonces else True
         for job in saves.values():
-            if job.state in (JobState.FINISHED, JobState.CANCELLED):
+            if job.state in ENDED:
                 self.outputs.forget(job.jobid)  # its output is complete
         hook = self.plugins.pm.hook
         for a in actions:
