@@ -584,10 +584,11 @@ def test_wait_by_an_unused_name_is_one_line(capsys, script) -> None:
 
 
 def test_wait_for_one_job_keeps_the_original_form(capsys, script) -> None:
-    """`goq wait 12` sends the single-id WAIT and, as before, exits 0 once the job ended."""
+    """`goq wait 12` sends the single-id WAIT; like every wait, it exits 2 when the job did
+    not succeed (the original goq exited 0 whatever the outcome)."""
     client = script([Message(Kind.FINISHED, jobs=[done(12, 3)])])
     code, out, _ = goq(capsys, "wait", "12")
-    assert (code, out) == (0, "job 12 finished: exit status 3 (failed)\n")
+    assert (code, out) == (2, "job 12 finished: exit status 3 (failed)\n")
     assert (client.sent[0].jobid, client.sent[0].text) == (12, "")
 
 
