@@ -317,9 +317,7 @@ class Kernel:
         handler = self._handlers.get(msg.kind)
         why = f"{msg.kind.name} is not a request" if handler is None else request_problem(msg)
         if why is not None:
-            self.counters.refused += 1
-            text = f"refused: {why}"
-            out.append(Reply(peer, Message(Kind.ERROR, reply_to=msg.nonce, text=text)))
+            self._refuse(msg, peer, why, out)
             return out
         if msg.kind in _REMEMBERED:
             out.append(Remember(msg.nonce, msg.sendtime_ns))
@@ -417,22 +415,14 @@ class Kernel:
 
     def _on_submit(self, msg: Message, peer: Hashable, now: float, out: list[Action]) -> None:
         if self.store_trouble:  # the jobs could not be made durable: refuse them now
-            self.counters.refused += 1
-            text = (
-                f"refused: the server cannot write its store ({self.store_trouble}); nothing "
-                "was submitted: try again once its disk has room"
-            )
-            out.append(Reply(peer, Message(Kind.ERROR, reply_to=msg.nonce, text=text)))
+            why = f"the server cannot write its store ({self.store_trouble}); nothing was "
+            self._refuse(msg, peer, why + "submitted: try again once its disk has room", out)
             return
         first = self.next_jobid
         unknown = self._unknown_dependency(msg.jobs)
         if unknown is not None:
-            self.counters.refused += 1
-            text = (
-                f"refused: job {unknown} is not known to this server (--after and --after-any "
-                "name jobs submitted before); nothing was submitted"
-            )
-            out.append(Reply(peer, Message(Kind.ERROR, reply_to=msg.nonce, text=text)))
+            why = f"job {unknown} is not known to this server (--after and --after-any name "
+            self._refuse(msg, peer, why + "jobs submitted before); nothing was submitted", out)
             return
         jobs = msg.jobs
         if msg.text:  # an array: one job made once per index (the front door checked it)
@@ -487,6 +477,10 @@ class Kernel:
                 out.append(Notify("submitted", job))
         self.next_jobid = jobs[-1].jobid + 1
         self.waiting.extend(jobs)
+
+    def _refuse(self, msg: Message, peer: Hashable, why: str, out: list[Action]) -> None:
+        self.counters.refused += 1
+        out.append(Reply(peer, Message(Kind.ERROR, reply_to=msg.nonce, text=f"refused: {why}")))
 
     def _admit(self, job: Job, hold: bool, now: float, out: list[Action]) -> None:
         """A new job waits, is blocked on its dependencies, is held, or (a dependency it needs
