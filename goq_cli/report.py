@@ -131,7 +131,8 @@ def format_outcome(jobid: int, job: Job | None) -> str:
     if job is None:
         return f"job {jobid} has ended"
     if job.state == JobState.CANCELLED:
-        return f"job {jobid} was cancelled" + (f": {job.note}" if job.note else "")
+        sep = " " if job.note.startswith("by ") else ": "  # "by goq kill", or a reason
+        return f"job {jobid} was cancelled" + (f"{sep}{job.note}" if job.note else "")
     if job.state == JobState.TIMEOUT:
         limit = f" (limit {format_limit(job.time_limit_ms)})" if job.time_limit_ms else ""
         return f"job {jobid} timed out{limit}{_ran(job)}"

@@ -156,7 +156,7 @@ def test_fan_in_of_10000_on_an_array_waits_for_every_element() -> None:
     for _ in range(9_999):
         run(d, "w")
     assert state(d, merge) == B
-    assert d.kernel.why_blocked(job(d, merge)) == f"waits for {first + 9_999}"
+    assert d.kernel.why_blocked(job(d, merge)) == f"for job {first + 9_999}"
     run(d, "w")
     assert state(d, merge) == W
 
@@ -180,7 +180,7 @@ def test_blocked_jobs_are_listed_by_stat_with_what_they_wait_for() -> None:
     status = one_reply(d.send(Message(Kind.STAT, count=10), "s"), "s")
     (blocked,) = [j for j in status.jobs if j.jobid == c]
     assert blocked.state == B and blocked.name == "merge"
-    assert blocked.note == f"waits for {a}-{b}"
+    assert blocked.note == f"for jobs {a}-{b}"
     assert status.counters["blockedJobs"] == 1
 
 
@@ -484,3 +484,17 @@ def test_restore_cancels_jobs_whose_dependency_failed_or_is_gone() -> None:
     assert saved[6].state == C and saved[6].note == "dependency 4 is no longer in the store"
     assert 7 not in saved and state(d, 7) == W  # after-any: ended either way
     assert idranges.format_ids(d.kernel.waiting) == "7"
+
+
+def test_cancelling_many_where_one_depends_on_another_cancels_each_once() -> None:
+    d = Driver()
+    a = submit(d)
+    b = submit(d, after=[a], state=JobState.HELD)
+    c = submit(d, after=[b])
+    out = d.send(Message(Kind.CANCEL, text=f"{a}-{c}"), "k")
+    reply = one_reply(out, "k")
+    assert reply.kind == Kind.ACK and reply.count == 3, reply.text
+    assert "2 that depended on them" in reply.text
+    assert [state(d, i) for i in (a, b, c)] == [C, C, C]
+    assert job(d, a).note == "by goq kill" and job(d, b).note == f"dependency {a} was cancelled"
+    assert d.kernel.stat_counters()["cancelledJobsCount"] == 3

@@ -70,7 +70,7 @@ def test_after_any_runs_after_a_failure_and_stat_shows_what_blocks(cluster: Clus
     first = c.sub("sh", "-c", "exit 1")
     cleanup = c.sub("--after-any", str(first), "--name", "cleanup", "true")
     stat = c.ok("stat")
-    assert re.search(rf"\b{cleanup}\b.*cleanup", stat) and f"waits for {first}" in stat, stat
+    assert re.search(rf"\b{cleanup}\b.*cleanup", stat) and f"waits: for job {first}" in stat, stat
     assert c.stat()["blockedJobs"] == 1
     c.start_worker()
     done = c.goq("wait", str(cleanup), timeout=30)

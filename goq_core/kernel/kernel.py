@@ -65,7 +65,16 @@ from goq_core.kernel.actions import (
 )
 from goq_core.kernel.arrays import ArrayCaps, expand
 from goq_core.kernel.dependencies import GONE, Dependencies, outcome_of
-from goq_core.kernel.lifecycle import BLOCKED, HELD, NEW, RUNNING, TIMEOUT, WAITING, advance
+from goq_core.kernel.lifecycle import (
+    BLOCKED,
+    ENDED,
+    HELD,
+    NEW,
+    RUNNING,
+    TIMEOUT,
+    WAITING,
+    advance,
+)
 from goq_core.kernel.matching import (
     Capacity,
     Shape,
@@ -674,7 +683,7 @@ class Kernel:
             self._about_ended(msg, peer, out, "job %d has already ended")
             return
         was = "running" if job.state == RUNNING else job.state.name.lower()
-        self._cancel(job, "cancelled by goq kill", now, out)
+        self._cancel(job, "by goq kill", now, out)
         text = f"cancelled {was} job {jobid}"
         if was == "running":
             text += "; its worker is killing it"
@@ -682,11 +691,16 @@ class Kernel:
 
     def _cancel_many(self, msg: Message, peer: Hashable, now: float, out: list[Action]) -> None:
         ranges = idranges.parse(msg.text)
-        jobs = list(self._live_in(ranges))
+        jobs = [job for job in self._live_in(ranges) if job.state not in ENDED]
+        cancelled = 0
         for job in jobs:
-            self._cancel(job, "cancelled by goq kill", now, out)
+            if job.state not in ENDED:  # else cancelled meanwhile: it depended on one before
+                self._cancel(job, "by goq kill", now, out)
+                cancelled += 1
         asked = idranges.count(ranges)
-        text = f"cancelled {len(jobs)} job(s)"
+        text = f"cancelled {cancelled} job(s)"
+        if len(jobs) > cancelled:
+            text += f" and, with them, {len(jobs) - cancelled} that depended on them"
         if asked > len(jobs):
             text += f"; {asked - len(jobs)} of those named had ended or were never jobs"
         reply = Message(Kind.ACK, reply_to=msg.nonce, count=len(jobs), text=text)
@@ -1049,12 +1063,11 @@ class Kernel:
         return self.why_nowhere_shape(shape(job))
 
     def why_blocked(self, job: Job) -> str:
-        """On what a blocked job waits: "waits for 12, 15" (shortened when long)."""
+        """On what a blocked job waits: "for job 12", "for jobs 12,15-19" (shortened)."""
         left = self.deps.waits_for(job, lambda dep: self._live(dep) is not None)
-        text = idranges.format_ids(left) if left else "nothing (about to wait)"
-        if len(text) > _SHOW_DEPS:
-            text = text[: _SHOW_DEPS - 3].rsplit(",", 1)[0] + ",..."
-        return f"waits for {text}" if left else text
+        if not left:
+            return "for nothing more (about to be ready)"
+        return f"for job{'s' if len(left) > 1 else ''} {_some(left)}"
 
     def why_nowhere_shape(self, need: Shape) -> str | None:
         cache = self._nowhere
