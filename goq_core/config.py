@@ -6,12 +6,13 @@ The settings file holds one `GOQ_NAME=value` per line (`#` starts a comment), wr
 
 Every value is checked where it is read: a value that is not a number, or outside its range
 (GOQ_HEARTBEAT_SEC 0.1-3600 s, GOQ_SENDTIMEOUT_MSEC 10-3600000 ms, GOQ_JSERV_PORT 1-65535,
-GOQ_KILL_GRACE 0-3600 s), or a GOQ_ODIR that is empty, absolute, or has a '..' component or a
+GOQ_KILL_GRACE 0-3600 s, GOQ_HISTORY_DAYS 0.01-36500), or a GOQ_ODIR that is empty, absolute, or has a '..' component or a
 NUL, is a ConfigError of one line naming the variable, the value, where it came from and what
 is allowed.
 
 GOQ_KILL_GRACE (seconds, default 10; 0: at once) is the worker's: a job still running at its
 time limit gets SIGTERM to its process group, then SIGKILL this much later.
+GOQ_HISTORY_DAYS (default 30) is the server's: ended jobs older than this leave the history.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ ENV_NAMES: dict[str, str] = {
     "codec": "GOQ_CODEC",
     "cipher": "GOQ_CIPHER",
     "kill_grace_sec": "GOQ_KILL_GRACE",
+    "history_days": "GOQ_HISTORY_DAYS",
 }
 _FIELD_OF = {env: name for name, env in ENV_NAMES.items()}
 
@@ -60,6 +62,7 @@ class Settings:
     codec: str = "raw"
     cipher: str = "aes-gcm"
     kill_grace_sec: float = 10.0  # a worker: SIGTERM to SIGKILL of a job at its time limit
+    history_days: float = 30.0  # the server: ended jobs older than this leave the history
 
     @property
     def address(self) -> str:
@@ -205,6 +208,7 @@ HEARTBEAT_RANGE = (0.1, 3600.0)  # seconds (GOQ_HEARTBEAT_SEC)
 SENDTIMEOUT_RANGE = (10, 3_600_000)  # milliseconds (GOQ_SENDTIMEOUT_MSEC)
 PORT_RANGE = (1, 65535)  # GOQ_JSERV_PORT
 KILL_GRACE_RANGE = (0.0, 3600.0)  # seconds (GOQ_KILL_GRACE; 0: SIGKILL at once)
+HISTORY_DAYS_RANGE = (0.01, 36500.0)  # days (GOQ_HISTORY_DAYS)
 
 
 def _parse(name: str, raw: str, where: str) -> Any:
@@ -232,9 +236,9 @@ def _int_in(low: int, high: int, unit: str = "") -> Callable[[str], int]:
     return parse
 
 
-def _seconds_in(low: float, high: float) -> Callable[[str], float]:
-    """A parser of a number of seconds from `low` to `high` (both included)."""
-    allowed = f"a number of seconds from {low:g} to {high:g}"
+def _seconds_in(low: float, high: float, unit: str = "seconds") -> Callable[[str], float]:
+    """A parser of a number of seconds (or `unit`) from `low` to `high` (both included)."""
+    allowed = f"a number of {unit} from {low:g} to {high:g}"
 
     def parse(raw: str) -> float:
         try:
@@ -282,6 +286,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "codec": _name,
     "cipher": _name,
     "kill_grace_sec": _seconds_in(*KILL_GRACE_RANGE),
+    "history_days": _seconds_in(*HISTORY_DAYS_RANGE, unit="days"),
 }
 
 

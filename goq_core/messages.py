@@ -47,6 +47,11 @@ class Kind(IntEnum):
     HOLD = 14  # text: job ids (see idranges); reply ACK (count: how many held, text: the rest)
     RELEASE = 15  # text: job ids; reply ACK (count: how many released, text: the rest)
     SELECT = 16  # text: a job name, or "" with count=1 for every job; reply JOB_IDS
+    JOBS = 17  # text: a JSON query {"states": [...], "name", "since_ns", "before", "limit"}
+    # (see goq_core.jobquery); reply JOB_LIST
+    SHOW = 18  # jobid; reply JOB_RECORD or NOT_KNOWN
+    FORGET = 19  # text: job ids (idranges), or offset: forget those ended before (ns since the
+    # epoch); reply ACK (count: how many removed from history; live jobs never are)
 
     # replies (server -> client or worker)
     SUBMITTED = 20  # jobid: first new id, count: how many (ids are consecutive)
@@ -64,6 +69,9 @@ class Kind(IntEnum):
     ERROR = 31  # text: why the request was refused
     WORKER_LIST = 32  # text: a JSON document {"workers": [...]} (see docs/scheduling.md)
     JOB_IDS = 33  # text: job ids (see idranges), count: how many
+    JOB_LIST = 34  # jobs: the jobs found, newest first (no environments)
+    JOB_RECORD = 35  # jobs=[the job, with its environment]; text: JSON {"attempts": [...],
+    # "output_path": str} (attempts as goq_core.records.attempt_to_dict)
 
 
 class JobState(IntEnum):

@@ -5,11 +5,15 @@ Inputs are messages and times; outputs are actions. See kernel.py for the rules.
 
 from goq_core.kernel.actions import (
     Action,
+    Forget,
     Notify,
+    QueryJobs,
     Remember,
     Reply,
     ReplyStoredJob,
     Save,
+    SaveAttempt,
+    ShowJob,
     Stop,
     WriteOutput,
 )
@@ -19,6 +23,10 @@ from goq_core.kernel.replay import ReplayGuard
 
 __all__ = [
     "Action",
+    "Forget",
+    "QueryJobs",
+    "SaveAttempt",
+    "ShowJob",
     "IllegalTransition",
     "Kernel",
     "KernelConfig",

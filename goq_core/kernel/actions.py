@@ -1,6 +1,7 @@
 """What the kernel asks its runtime to do. The runtime performs, for each batch of inputs:
-first the Replies that dispatch a job (JOB), then every WriteOutput, then every Save and Remember
-(one store transaction), then every other Reply and Notify.
+first the Replies that dispatch a job (JOB), then every WriteOutput, then every Save, SaveAttempt
+and Remember (one store transaction), then every other Reply, Notify and store query (QueryJobs,
+ShowJob, Forget, ReplyStoredJob).
 
 Any other reply is sent only after the store commit, so an acknowledged job is a durable job;
 output is written before the commit, so a job recorded as finished has its output on disk. A
@@ -12,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Hashable
 from dataclasses import dataclass
 
+from goq_core.attempts import Attempt
+from goq_core.jobquery import JobQuery
 from goq_core.messages import Job, Message
 
 
@@ -70,8 +73,60 @@ class Remember:
 
 
 @dataclass(slots=True)
+class SaveAttempt:
+    """Keep this record of a run that is over in the history (with the batch's commit)."""
+
+    attempt: Attempt
+
+
+@dataclass(slots=True)
+class QueryJobs:
+    """Answer a JOBS request (after the commit): `live`, the live jobs that match (newest
+    first), merged with the ended ones the store's history has for `query`, newest first."""
+
+    peer: Hashable
+    reply_to: bytes
+    query: JobQuery
+    live: list[Job]
+
+
+@dataclass(slots=True)
+class ShowJob:
+    """Answer a SHOW request: the job (`job`, when it is live; else the store's record), its
+    attempts from the history, and its output path; NOT_KNOWN if the store has no such job."""
+
+    peer: Hashable
+    reply_to: bytes
+    jobid: int
+    job: Job | None
+
+
+@dataclass(slots=True)
+class Forget:
+    """Remove ended jobs from the history: `jobids` (none of them live), or every one that
+    ended before `before_ns`; answer ACK with how many."""
+
+    peer: Hashable
+    reply_to: bytes
+    jobids: list[int]
+    before_ns: int = 0
+
+
+@dataclass(slots=True)
 class Stop:
     """Stop serving once this batch's actions are done (shutdown)."""
 
 
-Action = Reply | ReplyStoredJob | Save | WriteOutput | Notify | Remember | Stop
+Action = (
+    Reply
+    | ReplyStoredJob
+    | Save
+    | SaveAttempt
+    | WriteOutput
+    | Notify
+    | Remember
+    | QueryJobs
+    | ShowJob
+    | Forget
+    | Stop
+)

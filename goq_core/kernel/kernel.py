@@ -52,14 +52,28 @@ from itertools import count, islice
 
 from goq_core import idranges
 from goq_core.arrayspec import ArraySpec
+from goq_core.attempts import (
+    ATTEMPT_CANCELLED,
+    ATTEMPT_FINISHED,
+    ATTEMPT_REQUEUED,
+    ATTEMPT_TIMEOUT,
+    ATTEMPT_UNDELIVERED,
+    Attempt,
+    state_name,
+)
 from goq_core.drops import REPLAY
+from goq_core.jobquery import parse as parse_query
 from goq_core.kernel.actions import (
     Action,
+    Forget,
     Notify,
+    QueryJobs,
     Remember,
     Reply,
     ReplyStoredJob,
     Save,
+    SaveAttempt,
+    ShowJob,
     Stop,
     WriteOutput,
 )
@@ -109,6 +123,7 @@ _REMEMBERED = frozenset(
         Kind.RESUME,
         Kind.HOLD,
         Kind.RELEASE,
+        Kind.FORGET,
     }
 )
 _KNOWN_OUTCOMES = 100_000  # outcomes learned from the store kept at most (then forgotten)
@@ -392,7 +407,7 @@ class Kernel:
         self.counters.undelivered += 1
         worker = self.workers.get(job.workerid)
         if worker is not None and worker.runs.get(jobid) == attempt:
-            self._requeue_run(worker, jobid, out, count=False)
+            self._requeue_run(worker, jobid, now, out, count=False)
             if not worker.runs:
                 self._forget(worker)
         self._dispatch(now, out)
@@ -653,6 +668,8 @@ class Kernel:
             job.end_ns = outcome.end_ns
             job.out_bytes = attempt_bytes(job, outcome)
             job.workerhost = worker.host
+            how = ATTEMPT_TIMEOUT if outcome.state == TIMEOUT else ATTEMPT_FINISHED
+            self._attempt_over(job, how, outcome.end_ns, out, msg.counters)
             self._unrun(job)
             self._release_run(worker, job)
             if retries_left(job, outcome):
@@ -711,6 +728,7 @@ class Kernel:
         jobid = job.jobid
         if job.state == RUNNING:
             self._unrun(job)
+            self._attempt_over(job, ATTEMPT_CANCELLED, int(now * _NS), out)
             worker = self.workers.get(job.workerid)
             if worker is not None and jobid in worker.runs:
                 self._release_run(worker, job)
@@ -802,6 +820,63 @@ class Kernel:
             moved += 1
         text = f"released {moved} job(s)"
         out.append(Reply(peer, Message(Kind.ACK, reply_to=msg.nonce, count=moved, text=text)))
+
+    def _on_jobs(self, msg: Message, peer: Hashable, now: float, out: list[Action]) -> None:
+        """The live jobs a JOBS query asks for; the runtime adds the ended ones it has."""
+        query = parse_query(msg.text)
+        live: list[Job] = []
+        states = query.live_states
+        if states:
+            name, before = query.name, query.before
+            found = [
+                job
+                for job in self._all_live()
+                if (name is None or job.name == name)
+                and (before is None or job.jobid < before)
+                and state_name(job) in states
+            ]
+            for job in heapq.nlargest(query.limit, found, key=lambda j: j.jobid):
+                brief = _brief(job)
+                if job.state == BLOCKED:
+                    brief.note = self.why_blocked(job)
+                elif job.state == WAITING:
+                    brief.note = self.why_waiting(job) or ""
+                live.append(brief)
+        out.append(QueryJobs(peer, msg.nonce, query, live))
+
+    def _on_show(self, msg: Message, peer: Hashable, now: float, out: list[Action]) -> None:
+        jobid = msg.jobid
+        if not 0 < jobid < self.next_jobid:
+            text = f"job {jobid} is not known to this server"
+            out.append(Reply(peer, Message(Kind.NOT_KNOWN, reply_to=msg.nonce, text=text)))
+            return
+        job = self._live(jobid)
+        if job is not None:
+            job = replace(job)  # a copy: the reply goes out after this turn
+            if job.state == BLOCKED:
+                job.note = self.why_blocked(job)
+            elif job.state == WAITING:
+                job.note = self.why_waiting(job) or job.note
+        out.append(ShowJob(peer, msg.nonce, jobid, job))
+
+    def _on_forget(self, msg: Message, peer: Hashable, now: float, out: list[Action]) -> None:
+        """Ended jobs leave the history (the store's), and this kernel's memory of them."""
+        ended = self.ended
+        if msg.offset > 0:
+            for jobid in [j for j, job in ended.items() if job.end_ns < msg.offset]:
+                del ended[jobid]
+            out.append(Forget(peer, msg.nonce, [], before_ns=msg.offset))
+            return
+        top = self.next_jobid
+        jobids = [
+            jobid
+            for first, last in idranges.parse(msg.text)
+            for jobid in range(first, min(last, top - 1) + 1)
+            if self._live(jobid) is None
+        ]
+        for jobid in jobids:
+            ended.pop(jobid, None)
+        out.append(Forget(peer, msg.nonce, jobids))
 
     def _on_select(self, msg: Message, peer: Hashable, now: float, out: list[Action]) -> None:
         name = msg.text
@@ -942,6 +1017,9 @@ class Kernel:
         Kind.HOLD: _on_hold,
         Kind.RELEASE: _on_release,
         Kind.SELECT: _on_select,
+        Kind.JOBS: _on_jobs,
+        Kind.SHOW: _on_show,
+        Kind.FORGET: _on_forget,
     }
 
     # ----------------------------------------------------------------------------- matching
@@ -1098,7 +1176,7 @@ class Kernel:
             give_back(job, worker.free, worker.offer)
 
     def _requeue_run(
-        self, worker: Worker, jobid: int, out: list[Action], count: bool = True
+        self, worker: Worker, jobid: int, now: float, out: list[Action], count: bool = True
     ) -> None:
         """A run is not going on any more (worker dead, gone or immolated): its job goes to the
         head of its priority for a new attempt."""
@@ -1107,6 +1185,8 @@ class Kernel:
             worker.runs.pop(jobid, None)
             return
         self._unrun(job)
+        how = ATTEMPT_REQUEUED if count else ATTEMPT_UNDELIVERED
+        self._attempt_over(job, how, int(now * _NS), out, pid=0)
         self._release_run(worker, job)
         advance(job, "requeue")
         job.workerid = ""
@@ -1118,7 +1198,7 @@ class Kernel:
 
     def _requeue_all(self, worker: Worker, now: float, out: list[Action]) -> None:
         for jobid in sorted(worker.runs, reverse=True):  # so the oldest ends up first
-            self._requeue_run(worker, jobid, out)
+            self._requeue_run(worker, jobid, now, out)
 
     def _kill_runs(self, worker: Worker, jobs: list[Job], out: list[Action]) -> None:
         """Tell the worker to kill these runs now, on its held heartbeat (else at its next)."""
@@ -1133,6 +1213,33 @@ class Kernel:
         del self.running[job.jobid]
         if self.caps.stopped(job):
             self._kick = True  # its array may run another now
+
+    def _attempt_over(
+        self,
+        job: Job,
+        how: str,
+        end_ns: int,
+        out: list[Action],
+        usage: dict[str, int] | None = None,
+        pid: int | None = None,
+    ) -> None:
+        """Keep the record of the job's current attempt, which is over (see records.Attempt)."""
+        usage = usage or {}
+        record = Attempt(
+            job.jobid,
+            job.attempt,
+            how,
+            job.workerid,
+            job.workerhost,
+            job.pid if pid is None else pid,
+            job.start_ns,
+            end_ns,
+            job.exit_status if how in (ATTEMPT_FINISHED, ATTEMPT_TIMEOUT) else 0,
+            max(0, usage.get("maxRssKib", 0)),
+            max(0, usage.get("utimeUs", 0)),
+            max(0, usage.get("stimeUs", 0)),
+        )
+        out.append(SaveAttempt(record))
 
     def _retry(self, job: Job, now: float, out: list[Action]) -> None:
         """A failed run with retries left: the job waits again (after its delay), as a new

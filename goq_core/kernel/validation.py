@@ -16,8 +16,9 @@ Rules (each refusal is one line of text; None means the input may pass):
   dependencies, each a positive id (whether it is a known job is the kernel's submit rule);
   retries 0 to MAX_RETRIES, delays and time limits 0 to MAX_DURATION_MS, an array cap in range.
   An array SUBMIT carries exactly one job and "START-STOP:STEP" of at most MAX_ARRAY jobs.
-- HOLD, RELEASE, and CANCEL or WAIT about many jobs (job id 0) name them as id ranges
-  (idranges.py); SELECT names a job name, or every job.
+- HOLD, RELEASE, FORGET (unless it gives a time), and CANCEL or WAIT about many jobs (job id
+  0) name them as id ranges (idranges.py); SELECT names a job name, or every job; JOBS carries
+  a query jobquery.parse accepts; SHOW names a job.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 from goq_core import idranges
+from goq_core.jobquery import parse as parse_query
 from goq_core.limits import (
     MAX_AMOUNT,
     MAX_ARRAY,
@@ -204,6 +206,15 @@ def request_problem(msg: Message) -> str | None:
                 return why
     elif kind in (Kind.HOLD, Kind.RELEASE) or (kind in _MANY and msg.jobid == 0):
         return ids_problem(msg.text)
+    elif kind == Kind.JOBS:
+        try:
+            parse_query(msg.text)
+        except ValueError as exc:
+            return str(exc)
+    elif kind == Kind.FORGET and msg.offset == 0:
+        return ids_problem(msg.text)
+    elif kind == Kind.SHOW and msg.jobid == 0:
+        return "SHOW names a job id"
     elif kind == Kind.SELECT:
         if len(msg.text) > MAX_NAME or "\x00" in msg.text:
             return f"a job name of more than {MAX_NAME} characters, or with NUL"

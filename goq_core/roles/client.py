@@ -38,9 +38,11 @@ from goq_core.errors import (
     TransportTimeout,
 )
 from goq_core.interfaces import ClientEnd
+from goq_core.jobquery import JobQuery
 from goq_core.limits import MAX_ARRAY, MAX_FRAME, MAX_JOBS_PER_SUBMIT, MAX_TEXT, SUBMIT_CHUNK_BYTES
 from goq_core.messages import Job, Kind, Message
 from goq_core.plugins import Plugins
+from goq_core.records import Attempt, attempt_from_dict
 from goq_core.wire import Wire, error_text
 
 _MS_PER_1000_JOBS = 100  # time the server may take per 1,000 jobs of one request (arrays,
@@ -263,6 +265,44 @@ class Client:
             for jobid in sorted(ended):
                 on_end(jobid, ended[jobid])
             pending = subtract(pending, sorted(ended))
+
+    def jobs(self, query: JobQuery) -> list[Job]:
+        """The jobs `query` asks for, newest first (live ones from the server's memory, ended
+        ones from its history; no environments)."""
+        reply = self.call(Message(Kind.JOBS, text=query.to_text()))
+        if reply.kind != Kind.JOB_LIST:
+            raise GoqError(f"unexpected reply to jobs: {reply.kind.name}")
+        return reply.jobs
+
+    def show(self, jobid: int) -> tuple[Job, list[Attempt], str | None]:
+        """Everything about one job: its record (with its environment), every attempt, and the
+        path its output is written to. GoqError if the server does not know it."""
+        reply = self.call(Message(Kind.SHOW, jobid=jobid))
+        if reply.kind == Kind.NOT_KNOWN:
+            raise GoqError(reply.text or f"job {jobid} is not known to the server")
+        if reply.kind != Kind.JOB_RECORD or len(reply.jobs) != 1:
+            raise GoqError(f"unexpected reply to show: {reply.kind.name}")
+        try:
+            extra = json.loads(reply.text) if reply.text else {}
+            attempts = [attempt_from_dict(a) for a in extra.get("attempts", [])]
+        except (ValueError, TypeError) as exc:
+            raise GoqError(f"unreadable reply to show: {exc}") from None
+        return reply.jobs[0], attempts, extra.get("output_path")
+
+    def forget(self, ranges: list[idranges.Range] | None = None, before_ns: int = 0) -> int:
+        """Remove ended jobs from the history: those of `ranges`, or (before_ns) all that
+        ended before then. Jobs that have not ended are never removed. How many were."""
+        removed = 0
+        if before_ns:
+            reply = self.call(Message(Kind.FORGET, offset=before_ns))
+            return reply.count
+        for text in split_ids_text(ranges or []):
+            many = min(idranges.count(idranges.parse(text)), MAX_ARRAY)
+            reply = self.call(Message(Kind.FORGET, text=text), many * _MS_PER_1000_JOBS // 1000)
+            if reply.kind != Kind.ACK:
+                raise GoqError(reply.text or f"unexpected reply to forget: {reply.kind.name}")
+            removed += reply.count
+        return removed
 
     def workers_document(self) -> dict:
         """The server's WORKER_LIST document: {"workers": [{name, host, state, offer, free,

@@ -15,6 +15,7 @@ and retries until the store takes them. Only a store failure that cannot pass st
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import signal
 import sys
@@ -29,13 +30,17 @@ from goq_core.errors import BadFrame, GoqError, StoreError
 from goq_core.interfaces import DEFAULT_MAX_FRAME, ServerEnd, Store
 from goq_core.kernel import (
     Action,
+    Forget,
     Kernel,
     KernelConfig,
     Notify,
+    QueryJobs,
     Remember,
     Reply,
     ReplyStoredJob,
     Save,
+    SaveAttempt,
+    ShowJob,
     Stop,
     WriteOutput,
 )
@@ -44,6 +49,7 @@ from goq_core.kernel.lifecycle import ENDED
 from goq_core.kernel.validation import jobs_problems
 from goq_core.messages import Job, Kind, Message
 from goq_core.plugins import Plugins
+from goq_core.records import Attempt, attempt_to_dict
 from goq_core.roles.output import OutputFiles
 from goq_core.roles.output import output_path as output_path  # re-exported (tests use it)
 from goq_core.wire import Wire, error_frame
@@ -52,6 +58,8 @@ MAX_BATCH = 256  # frames taken per turn before committing and replying
 TURN_BUDGET = 0.05  # seconds of handling after which a turn stops taking frames
 DEAF_AFTER = 0.05  # seconds: a turn longer than this is time nobody could be heard (excused)
 STORE_RETRY = 1.0  # seconds between attempts to commit while the store cannot take writes
+PRUNE_EVERY = 1.0  # seconds between steps of pruning the history (on quiet turns)
+PRUNE_STEP = 1000  # ended jobs forgotten per step at most (a few ms of the loop)
 MAX_LOOP_ERRORS = 100  # consecutive failed turns (e.g. a dead socket) before stopping
 IDLE_WAKE = 0.5  # seconds: how often an idle server checks for a stop signal
 OUTPUT_WRITERS = 8  # threads writing the output files of one batch side by side
@@ -115,6 +123,8 @@ class Server:
         self.longest_turn = 0.0  # seconds: the longest the loop went without receiving
         self._pending: dict[int, Job] | None = None  # records a failed commit left unsaved
         self._pending_nonces: list[tuple[bytes, int]] = []
+        self._pending_attempts: list[Attempt] = []
+        self._prune_at = 0.0  # when the history is next pruned (a small step each time)
         self._retry_at = 0.0
         self._forget_nonces_at = 0.0
 
@@ -268,6 +278,8 @@ class Server:
             self._perform(actions)
         elif self._pending is not None and now >= self._retry_at:
             self._commit({}, [])
+        elif got is None and self._pending is None:
+            self._prune(now)  # only on a quiet turn, and only while commits succeed
         took = time.time() - began
         if took > self.longest_turn:
             self.longest_turn = took
@@ -354,6 +366,7 @@ class Server:
         saves: dict[int, Job] = {}
         writes: list[WriteOutput] = []
         nonces: list[tuple[bytes, int]] = []
+        attempts: list[Attempt] = []
         kernel = self.kernel
         i = 0
         while i < len(actions):  # undelivered dispatches append the kernel's next moves
@@ -365,6 +378,8 @@ class Server:
                 writes.append(a)
             elif isinstance(a, Remember):
                 nonces.append((a.nonce, a.sendtime_ns))
+            elif isinstance(a, SaveAttempt):
+                attempts.append(a.attempt)
             elif isinstance(a, Reply) and a.msg.kind == Kind.JOB and not self._reply(a.peer, a.msg):
                 for job in a.msg.jobs:
                     actions += kernel.undelivered(job.jobid, job.attempt, time.time())
@@ -378,7 +393,7 @@ class Server:
         for w, changed in zip(writes, noted, strict=True):
             if changed:  # its note now says where its output went: the record is saved
                 saves[w.job.jobid] = w.job
-        committed = self._commit(saves, nonces) if saves or nonces else True
+        committed = self._commit(saves, nonces, attempts) if saves or nonces or attempts else True
         for job in saves.values():
             if job.state in ENDED:
                 self.outputs.forget(job.jobid)  # its output is complete
@@ -392,6 +407,8 @@ class Server:
                 self._reply(a.peer, a.msg)
             elif isinstance(a, ReplyStoredJob):
                 self._reply_stored(a)
+            elif isinstance(a, QueryJobs | ShowJob | Forget):
+                self._history(a)
             elif isinstance(a, Notify):
                 try:
                     getattr(hook, f"goq_job_{a.event}")(job=a.job)
@@ -421,16 +438,24 @@ class Server:
             ),
         )
 
-    def _commit(self, saves: dict[int, Job], nonces: list[tuple[bytes, int]]) -> bool:
+    def _commit(
+        self,
+        saves: dict[int, Job],
+        nonces: list[tuple[bytes, int]],
+        attempts: list[Attempt] | None = None,
+    ) -> bool:
         """Commit these records (and any left from failed commits) in one transaction. False
         when the store cannot take them now: they stay pending and are retried, and the kernel
         refuses submissions until a commit succeeds. Raises StoreError if that cannot pass."""
+        attempts = attempts or []
         if self._pending is not None:
             self._pending.update(saves)
             saves = self._pending
             nonces = self._pending_nonces + nonces
+            attempts = self._pending_attempts + attempts
             if time.time() < self._retry_at:
                 self._pending_nonces = nonces
+                self._pending_attempts = attempts
                 return False
         assert self.store is not None
         now = time.time()
@@ -444,6 +469,7 @@ class Server:
                 self.kernel.durable_counters(),
                 nonces,
                 forget_nonces_before_ns=forget,
+                attempts=attempts,
             )
         except StoreError as exc:
             if not exc.transient:
@@ -452,6 +478,7 @@ class Server:
                 self.log(f"cannot commit to the store: {exc}; refusing submissions meanwhile")
             self._pending = saves
             self._pending_nonces = nonces
+            self._pending_attempts = attempts
             self._retry_at = now + STORE_RETRY
             self.kernel.set_store_trouble(_short(exc))
             return False
@@ -459,6 +486,7 @@ class Server:
             self.log(f"the store takes writes again: {len(saves)} pending record(s) committed")
             self._pending = None
             self._pending_nonces = []
+            self._pending_attempts = []
             self.kernel.set_store_trouble("")
         return True
 
@@ -494,6 +522,66 @@ class Server:
             msg = Message(Kind.FINISHED, jobid=a.jobid, jobs=[job])
         msg.reply_to = a.reply_to
         self._reply(a.peer, msg)
+
+    def _history(self, a: QueryJobs | ShowJob | Forget) -> None:
+        """Answer a request about the history from the store (after this batch's commit, so
+        the jobs that ended in it are there); a store that fails answers ERROR, one line."""
+        assert self.store is not None
+        try:
+            if isinstance(a, QueryJobs):
+                msg = self._query_jobs(a)
+            elif isinstance(a, ShowJob):
+                msg = self._show_job(a)
+            else:
+                count = self.store.forget(a.jobids, a.before_ns)
+                text = f"removed {count} ended job(s) from the history"
+                msg = Message(Kind.ACK, count=count, text=text)
+        except StoreError as exc:
+            msg = Message(Kind.ERROR, text=f"cannot read the history: {exc}")
+        msg.reply_to = a.reply_to
+        self._reply(a.peer, msg)
+
+    def _query_jobs(self, a: QueryJobs) -> Message:
+        q = a.query
+        found = list(a.live)
+        if q.ended_states:
+            assert self.store is not None
+            found += self.store.history(
+                states=q.ended_states,
+                name=q.name,
+                since_ns=q.since_ns,
+                before_jobid=q.before,
+                limit=q.limit,
+            )
+        found.sort(key=lambda job: job.jobid, reverse=True)
+        return Message(Kind.JOB_LIST, jobs=found[: q.limit], count=min(len(found), q.limit))
+
+    def _show_job(self, a: ShowJob) -> Message:
+        assert self.store is not None
+        job = a.job if a.job is not None else self.store.get_job(a.jobid)
+        if job is None:
+            text = f"job {a.jobid} is not known to this server (never, or forgotten)"
+            return Message(Kind.NOT_KNOWN, jobid=a.jobid, text=text)
+        attempts = [attempt_to_dict(x) for x in self.store.attempts(a.jobid)]
+        odir, _ = self.outputs.odir_for(job)
+        path = output_path(job.dir, odir, job.jobid) if job.dir else None
+        extra = {"attempts": attempts, "output_path": path}
+        text = json.dumps(extra, separators=(",", ":"), ensure_ascii=False)
+        return Message(Kind.JOB_RECORD, jobid=a.jobid, jobs=[job], text=text)
+
+    def _prune(self, now: float) -> None:
+        """A small step of forgetting what ended more than GOQ_HISTORY_DAYS ago."""
+        if now < self._prune_at or self.store is None:
+            return
+        self._prune_at = now + PRUNE_EVERY
+        cutoff = int((now - self.settings.history_days * 86400) * 1e9)
+        try:
+            removed = self.store.prune(cutoff, PRUNE_STEP)
+        except StoreError as exc:
+            self.log(f"cannot prune the history: {exc}")
+            return
+        if removed == PRUNE_STEP:
+            self._prune_at = now  # more to do: another step at the next quiet turn
 
     def _write_output(self, a: WriteOutput) -> bool:
         """Write a chunk of output at its offset (goq_core.roles.output: no links followed, no
