@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -641,3 +642,28 @@ def test_an_array_job_runs_with_its_array_id_and_index(rig):
     assert env["GOQ_CPUS"] == "1"
     env = env_of(tmp, 13)
     assert "GOQ_ARRAY_ID" not in env and "GOQ_ARRAY_INDEX" not in env
+
+
+# --- rusage ----------------------------------------------------------------------------------------
+
+
+def test_a_result_carries_the_runs_rusage_in_its_counters(rig):
+    """maxRssKib, utimeUs and stimeUs of the job (see tests/test_rusage.py); none of them for a
+    command that could not start."""
+    tmp = rig.tmp
+    rig.worker(offer=make_offer(cpus=2))
+    srv = rig.server
+    srv.rules[Kind.RESULT] = ack
+    peer, ask = srv.expect(Kind.REQUEST_WORK)
+    busy = "import time; t=time.process_time()\nwhile time.process_time()-t<0.5: sum(range(9999))"
+    burns = Job(jobid=1, attempt=1, cmd=sys.executable, args=["-c", busy], dir=str(tmp), env=[PATH])
+    missing = Job(jobid=2, attempt=1, cmd="/no/such/program", dir=str(tmp), env=[PATH])
+    srv.answer(peer, ask, Message(Kind.JOB, jobs=[burns, missing]))
+    wait_for(lambda: len(srv.sent(Kind.RESULT)) == 2, LONG, "both results")
+    results = {m.jobid: m for m in srv.sent(Kind.RESULT)}
+    assert results[1].jobs[0].exit_status == 0
+    counters = results[1].counters
+    assert set(counters) == {"maxRssKib", "utimeUs", "stimeUs"}
+    assert counters["utimeUs"] >= 400_000 and counters["stimeUs"] >= 0
+    assert counters["maxRssKib"] > 1024  # a Python process: several MiB at least
+    assert results[2].jobs[0].exit_status == 127 and results[2].counters == {}

@@ -20,6 +20,12 @@ Time limits: a job with time_limit_ms > 0 is measured from its spawn on this hos
 clock; at the limit its process group gets SIGTERM, then SIGKILL `grace` s later if anything of
 it is still alive (`wait_limited`), and its outcome says state TIMEOUT (exit status: what its
 main process died of, e.g. -15 or -9). A run killed otherwise (`kill`) is not a TIMEOUT.
+
+Resource use: the main process is reaped with wait4 (never through the worker-wide
+RUSAGE_CHILDREN, which mixes the jobs of a worker's slots), so each run has the rusage of its main
+process plus every descendant that was waited for (a process left orphaned is not counted):
+user and system CPU time, and max RSS, which is that of the largest single process among them,
+not a sum (`max_rss_kib`, `utime_us`, `stime_us`; `usage_counters` for a RESULT's counters).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import resource
 import select
 import signal
 import subprocess
@@ -53,6 +60,11 @@ _FD_DIR = "/proc/self/fd" if os.path.isdir("/proc/self/fd") else "/dev/fd"
 _CLOSE_RANGE_CLOEXEC = 4  # linux/close_range.h
 _close_range: Callable[[int, int, int], int] | bool | None = None  # found on first use
 _SPAWN_LOCK = threading.Lock()  # spawns take turns: each moves the process's directory
+# a RESULT's counters for a run's rusage (see usage_counters)
+MAX_RSS_KIB = "maxRssKib"
+UTIME_US = "utimeUs"
+STIME_US = "stimeUs"
+_MAXRSS_BYTES = sys.platform == "darwin"  # ru_maxrss is in bytes there, in KiB on Linux
 
 
 class JobRun:
@@ -68,6 +80,9 @@ class JobRun:
         "exit_status",
         "started",
         "timed_out",
+        "max_rss_kib",
+        "utime_us",
+        "stime_us",
         "_kill_at",
         "_proc",
         "_pidfd",
@@ -83,6 +98,11 @@ class JobRun:
         self.exit_status: int | None = None  # exit code, or -N for death by signal N
         self.started = 0.0  # time.monotonic() when its process was spawned (0: not started)
         self.timed_out = False  # its time limit was reached while it ran: it got SIGTERM
+        # rusage of the main process and its waited-for descendants, once it is reaped (None:
+        # not measured); max RSS is the largest single process's
+        self.max_rss_kib: int | None = None
+        self.utime_us: int | None = None  # user CPU time, microseconds
+        self.stime_us: int | None = None  # system CPU time, microseconds
         self._kill_at: float | None = None  # when SIGKILL is due (a time limit's grace)
         self._proc: _Child | None = None
         self._pidfd = -1
@@ -313,6 +333,12 @@ class JobRun:
     def _finished(self, code: int) -> None:
         self.exit_status = code  # death by signal N is reported as -N
         self.end_ns = time.time_ns()
+        usage = self._proc.rusage if self._proc is not None else None
+        if usage is not None:
+            rss = usage.ru_maxrss
+            self.max_rss_kib = rss // 1024 if _MAXRSS_BYTES else rss
+            self.utime_us = round(usage.ru_utime * 1_000_000)
+            self.stime_us = round(usage.ru_stime * 1_000_000)
         if self._pidfd >= 0:
             os.close(self._pidfd)
             self._pidfd = -1
@@ -375,6 +401,14 @@ class JobRun:
         except FileNotFoundError:
             return
 
+    def usage_counters(self) -> dict[str, int]:
+        """The run's rusage as a RESULT's counters: maxRssKib (KiB), utimeUs and stimeUs
+        (microseconds); empty when not measured (the command could not start, or its main
+        process has not been reaped)."""
+        if self.max_rss_kib is None or self.utime_us is None or self.stime_us is None:
+            return {}
+        return {MAX_RSS_KIB: self.max_rss_kib, UTIME_US: self.utime_us, STIME_US: self.stime_us}
+
     def outcome(self) -> Job:
         """A copy of the job with how this run went: pid, times, exit status, output size, and
         state TIMEOUT when it was killed at its time limit, else FINISHED."""
@@ -390,26 +424,32 @@ class JobRun:
 
 
 class _Child:
-    """A spawned job process: the little of subprocess.Popen that JobRun uses."""
+    """A spawned job process: the little of subprocess.Popen that JobRun uses. Reaped with
+    wait4, which gives its rusage (with that of the descendants it waited for) in `rusage`."""
 
-    __slots__ = ("pid", "returncode")
+    __slots__ = ("pid", "returncode", "rusage")
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
         self.returncode: int | None = None
+        self.rusage: resource.struct_rusage | None = None  # once reaped
 
     def poll(self) -> int | None:
         if self.returncode is None:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            pid, status, usage = os.wait4(self.pid, os.WNOHANG)
             if pid:
-                self.returncode = os.waitstatus_to_exitcode(status)
+                self._reaped(status, usage)
         return self.returncode
+
+    def _reaped(self, status: int, usage: resource.struct_rusage) -> None:
+        self.rusage = usage
+        self.returncode = os.waitstatus_to_exitcode(status)
 
     def wait(self, timeout: float | None = None) -> int:
         if self.returncode is None:
             if timeout is None:
-                _, status = os.waitpid(self.pid, 0)
-                self.returncode = os.waitstatus_to_exitcode(status)
+                _, status, usage = os.wait4(self.pid, 0)
+                self._reaped(status, usage)
             else:
                 deadline = time.monotonic() + timeout
                 while self.poll() is None:

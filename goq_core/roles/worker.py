@@ -19,7 +19,8 @@ Threads (see goq_core.messages for the protocol):
   watched by the guardian), waits for it (one with a time limit gets SIGTERM to its group at
   the limit, measured from its spawn on this host's monotonic clock, then SIGKILL after
   GOQ_KILL_GRACE s, and its RESULT says state TIMEOUT; one killed before its limit, for a KILL
-  or a stop, is not a TIMEOUT), then sends its OUTPUT chunks and RESULT until the server
+  or a stop, is not a TIMEOUT), then sends its OUTPUT chunks and RESULT (its counters: the
+  job's rusage, maxRssKib, utimeUs and stimeUs, see goq_core.roles.jobrun) until the server
   answers, across server restarts (the output stays spooled on disk meanwhile). When no
   ask is outstanding the RESULT is the ask (wait_ms = the hold): the server holds it until jobs
   fit, and the runner takes its reply as the dispatcher would (JOB: registers the jobs and runs
@@ -544,6 +545,7 @@ class Worker:
                 jobs=[outcome],
                 wait_ms=self.hold_ms if asks else 0,
                 count=1 if self.oneshot else 0,
+                counters=run.usage_counters(),  # none when the command could not start
             )
             # an ask is held at the server up to the hold: wait that long for the answer
             timeout = self.send_timeout + (self.hold_ms / 1000 if asks else 0.0)
