@@ -1,4 +1,5 @@
-"""The `goq` console script: the fast path for a plain `goq sub`, else the click CLI.
+"""The `goq` console script: the fast path for a plain `goq sub`, else the click CLI (always
+for shell completion, which click does).
 
 Kept apart from goq_cli.main so that importing it costs nothing but this file.
 """
@@ -49,7 +50,10 @@ def main() -> None:
         escape_unencodable_output()
         from goq_cli.fastpath import try_fast_path
 
-        if not try_fast_path(sys.argv[1:]):
+        # shell completion (`_GOQ_COMPLETE=bash_complete goq`, README) is click's: never the
+        # fast path, whatever the arguments
+        completing = "_GOQ_COMPLETE" in os.environ
+        if completing or not try_fast_path(sys.argv[1:]):
             from goq_cli.main import main as click_main
 
             click_main()

@@ -1,9 +1,10 @@
 """The fast paths of the two commands people run most, without importing click (about 20-40 ms):
 `goq [--transport/--codec/--cipher X] sub [--shell] CMD ARGS...` and `goq [...] stat [N]`.
 
-Anything else (`--file`, `--help`, an unknown option, no command, an N that is not a plain
-number up to MAX_STAT_LIST) returns False and the click CLI handles it, so behaviour and
-messages stay those of goq_cli.main. This is a thin subset of it, never a second CLI.
+Anything else (`--file`, `--help`, `--json`, an unknown option, no command, an N that is not a
+plain number up to MAX_STAT_LIST) returns False and the click CLI handles it, so behaviour and
+messages stay those of goq_cli.main. This is a thin subset of it, never a second CLI. (`goq sub
+CMD --json` is a job whose command has the argument --json: options go before CMD.)
 """
 
 from __future__ import annotations

@@ -1,13 +1,19 @@
 """The `goq` command line: one click function per command, each a thin layer over a role runtime.
 
 Heavy modules (runtimes, plugins) are imported inside the commands so that `goq sub` starts fast.
-Every user mistake ends as one line on stderr and exit status 1, never a traceback. Text that
-the terminal's encoding cannot show (undecodable bytes in a command, say) prints escaped, as
-\\xNN: see goq_cli.entry.escape_unencodable.
+Every user mistake ends as one line on stderr and exit status 1, never a traceback (with
+`--json` too: the document goes to stdout only on success). Text that the terminal's encoding
+cannot show (undecodable bytes in a command, say) prints escaped, as \\xNN: see
+goq_cli.entry.escape_unencodable.
+
+Shell completion is click's (`_GOQ_COMPLETE=bash_source goq`, README): commands, options, job
+states, and for `kill`, `wait`, `show`, `hold` and `release` the ids of the server's live jobs
+(_complete_ids: bounded, silent, at most about a second).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from typing import TYPE_CHECKING
@@ -26,16 +32,37 @@ from goq_cli.resources import (
     format_offer,
     resource_dict,
 )
-from goq_cli.workflow import MAX_RETRIES, Array, Duration, JobIds, JobName
+from goq_cli.workflow import (
+    MAX_RETRIES,
+    Array,
+    Duration,
+    JobId,
+    JobIds,
+    JobName,
+    Since,
+    States,
+)
+from goq_cli.workflow import STATES as _STATE_NAMES
 from goq_core import __version__
 from goq_core.errors import GoqError
+from goq_core.jobquery import DEFAULT_LIMIT, MAX_LIST
 from goq_core.limits import MAX_INT, MAX_STAT_LIST
+
+DAY_MS = 86_400_000  # `goq jobs` lists jobs that ended this recently unless --since says
 
 if TYPE_CHECKING:
     from goq_core.arrayspec import ArraySpec
     from goq_core.idranges import Range
 
 _SUB_CONTEXT = {"ignore_unknown_options": True, "allow_interspersed_args": False}
+_JSON = click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print one JSON document instead of text (docs/json.md describes every field).",
+)
+COMPLETE_IDS = 200  # at most this many job ids offered by shell completion
+COMPLETE_WAIT_S = 0.8  # and no longer spent asking the server for them
 
 
 class _Ctx:
@@ -64,6 +91,55 @@ class _Ctx:
 
 def _fail(exc: Exception) -> click.ClickException:
     return click.ClickException(str(exc))
+
+
+def _emit(doc: dict) -> None:
+    from goq_cli.jsonout import emit
+
+    emit(doc)
+
+
+def _live_ids(ctx: click.Context) -> list[Range]:
+    """The ids of the server's live jobs, for shell completion: [] when anything goes wrong
+    or takes longer than COMPLETE_WAIT_S (completion must never print errors nor hang)."""
+    import io
+    import threading
+
+    params = ctx.find_root().params
+    found: list[list[Range]] = []
+
+    def ask() -> None:
+        try:
+            obj = _Ctx(params.get("transport"), params.get("codec"), params.get("cipher"))
+            with obj.client() as client:
+                client.timeout = min(client.timeout, COMPLETE_WAIT_S)
+                found.append(client.select(None))
+        except Exception:  # noqa: BLE001 (no server, no GOQ_HOME, no key: offer nothing)
+            pass
+
+    stderr, sys.stderr = sys.stderr, io.StringIO()  # nothing may reach the shell's screen
+    try:
+        asker = threading.Thread(target=ask, daemon=True)
+        asker.start()
+        asker.join(COMPLETE_WAIT_S + 0.2)
+    finally:
+        sys.stderr = stderr
+    return found[0] if found else []
+
+
+def _complete_ids(ctx: click.Context, param: click.Parameter, incomplete: str) -> list:
+    """Shell completion of job ids: live jobs' ids that start with what is typed (after the
+    last comma or dash of a list such as 12,15 or 100-1...)."""
+    from click.shell_completion import CompletionItem
+
+    from goq_cli.workflow import ids_with_prefix
+
+    cut = max(incomplete.rfind(","), incomplete.rfind("-")) + 1
+    head, word = incomplete[:cut], incomplete[cut:]
+    if word and not (word.isascii() and word.isdigit()):
+        return []
+    ranges = _live_ids(ctx)
+    return [CompletionItem(f"{head}{i}") for i in ids_with_prefix(ranges, word, COMPLETE_IDS)]
 
 
 @click.group(
@@ -236,6 +312,7 @@ def serve(obj: _Ctx, allow_insecure: bool) -> None:
     help="Submit the job HELD: it runs only once released, e.g. `goq sub --hold ./step.sh` "
     "then `goq release ID`.",
 )
+@_JSON
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_obj
 def sub(
@@ -255,6 +332,7 @@ def sub(
     time_limit: int | None,
     name: str | None,
     hold: bool,
+    as_json: bool,
     command: tuple[str, ...],
 ) -> None:
     """Submit a job: COMMAND runs with its ARGS exactly as given (their bytes, whatever the
@@ -310,6 +388,11 @@ def sub(
     except GoqError as exc:
         raise _fail(exc) from None
     n = sum(count for _, count in ranges)
+    if as_json:
+        from goq_cli import jsonout
+
+        _emit(jsonout.submitted(ranges, address, array.describe() if array else None))
+        return
     if array is not None:
         first = ranges[0][0]
         ids = f"job {first}" if n == 1 else f"jobs {first}..{first + n - 1}"
@@ -429,8 +512,9 @@ def work(
     f"it is capped at {MAX_STAT_LIST} with a note on stderr."
 )
 @click.argument("count", type=click.IntRange(min=0, max=MAX_INT), default=10, required=False)
+@_JSON
 @click.pass_obj
-def stat(obj: _Ctx, count: int) -> None:
+def stat(obj: _Ctx, count: int, as_json: bool) -> None:
     """Show the server's counters and up to COUNT running and waiting jobs (see help=)."""
     from goq_cli.report import format_status
 
@@ -446,10 +530,17 @@ def stat(obj: _Ctx, count: int) -> None:
             status = client.stat(count)
     except GoqError as exc:
         raise _fail(exc) from None
+    if as_json:
+        from goq_cli import jsonout
+
+        _emit(jsonout.status(status))
+        return
     click.echo(format_status(status, count))
 
 
-_IDS = click.argument("ids", nargs=-1, type=JobIds(), metavar="[ID...]")
+_IDS = click.argument(
+    "ids", nargs=-1, type=JobIds(), metavar="[ID...]", shell_complete=_complete_ids
+)
 
 
 def _targets(ids: tuple[list[Range], ...], name: str | None, every: bool) -> list[Range]:
@@ -484,8 +575,16 @@ def _select(client, name: str | None) -> list[Range]:
 @click.option(
     "--yes", is_flag=True, help="With --all: cancel without asking (needed on a terminal)."
 )
+@_JSON
 @click.pass_obj
-def kill(obj: _Ctx, ids: tuple[list[Range], ...], name: str | None, every: bool, yes: bool) -> None:
+def kill(
+    obj: _Ctx,
+    ids: tuple[list[Range], ...],
+    name: str | None,
+    every: bool,
+    yes: bool,
+    as_json: bool,
+) -> None:
     """Cancel jobs: a waiting, blocked or held job is removed, a running one is killed on its
     worker (its whole process tree). IDs are job ids and ranges; jobs after a cancelled one
     (--after) are cancelled too. --all asks for --yes when stdin is a terminal.
@@ -505,25 +604,41 @@ def kill(obj: _Ctx, ids: tuple[list[Range], ...], name: str | None, every: bool,
         with obj.client() as client:
             if jobid is not None:
                 reply = client.cancel(jobid)
-                click.echo(reply.text or f"job {jobid} cancelled")
+                text = reply.text or f"job {jobid} cancelled"
+                # an ACK that the job had already ended cancelled nothing
+                _said("cancelled", 0 if "already ended" in text else 1, text, as_json)
                 return
             if not ranges:
                 ranges = _select(client, name)
             if not ranges:
-                click.echo("no job to cancel: none is waiting, blocked, held or running")
+                text = "no job to cancel: none is waiting, blocked, held or running"
+                _said("cancelled", 0, text, as_json)
                 return
             reply = client.cancel_many(ranges)
     except GoqError as exc:
         raise _fail(exc) from None
-    click.echo(reply.text or f"{reply.count} job(s) cancelled")
+    _said("cancelled", reply.count, reply.text or f"{reply.count} job(s) cancelled", as_json)
+
+
+def _said(kind: str, count: int, text: str, as_json: bool) -> None:
+    """What kill, hold, release and forget print: the server's sentence, or its document."""
+    if as_json:
+        from goq_cli import jsonout
+
+        _emit(jsonout.acted(kind, count, text))
+    else:
+        click.echo(text)
 
 
 @cli.command()
 @_IDS
 @click.option("--name", type=JobName(), help="Every job of this name, e.g. --name align.")
 @click.option("--all", "every", is_flag=True, help="Every job that has not ended.")
+@_JSON
 @click.pass_obj
-def wait(obj: _Ctx, ids: tuple[list[Range], ...], name: str | None, every: bool) -> None:
+def wait(
+    obj: _Ctx, ids: tuple[list[Range], ...], name: str | None, every: bool, as_json: bool
+) -> None:
     """Block until jobs have ended, printing one line per job as each ends: finished with its
     exit status, failed, cancelled (and why), or timed out. IDs are job ids and ranges. On a
     terminal, waiting for several jobs shows a live "N of M done" line on stderr.
@@ -535,7 +650,8 @@ def wait(obj: _Ctx, ids: tuple[list[Range], ...], name: str | None, every: bool)
       1  an error: an unknown job id, no server, ...
 
     A single ID counts too: `goq wait 12` exits 2 when job 12 failed (the original goq exited
-    0 whatever the outcome; see README).
+    0 whatever the outcome; see README). With --json, one document lists every job once all
+    have ended (same exit status).
 
     \b
     Examples:
@@ -554,18 +670,24 @@ def wait(obj: _Ctx, ids: tuple[list[Range], ...], name: str | None, every: bool)
         try:
             with obj.client() as client:
                 job = client.wait(jobid)
+                if as_json:
+                    outcome = _recorded(client, {jobid: job})
         except GoqError as exc:
             raise _fail(exc) from None
-        click.echo(format_outcome(jobid, job))
+        if as_json:
+            _emit_ended(outcome)
+        else:
+            click.echo(format_outcome(jobid, job))
         sys.exit(wait_exit_code([job]))
-    outcomes = []
+    outcomes: dict[int, object] = {}
     progress: Progress | None = None
 
     def ended(jobid: int, job) -> None:
         assert progress is not None
         progress.clear()
-        click.echo(format_outcome(jobid, job))
-        outcomes.append(job)
+        if not as_json:
+            click.echo(format_outcome(jobid, job))
+        outcomes[jobid] = job
         progress.show(len(outcomes))
 
     try:
@@ -574,19 +696,48 @@ def wait(obj: _Ctx, ids: tuple[list[Range], ...], name: str | None, every: bool)
                 ranges = _select(client, name)
             if not ranges:
                 click.echo("goq: note: no job to wait for (every job has ended)", err=True)
+                if as_json:
+                    _emit_ended({})
                 return
             progress = Progress(count(ranges))
             progress.show(0)
             client.wait_many(ranges, ended)
+            if as_json:
+                progress.clear()
+                records = _recorded(client, outcomes)
     except GoqError as exc:
         raise _fail(exc) from None
     finally:
         if progress is not None:
             progress.clear()
-    sys.exit(wait_exit_code(outcomes))
+    code = wait_exit_code(outcomes.values())
+    if as_json:
+        _emit_ended(records)
+    sys.exit(code)
 
 
-def _jobs_op(obj: _Ctx, verb: str, done: str, ids: tuple[list[Range], ...]) -> None:
+_SHOW_MISSING = 100  # at most this many ended jobs without a record are asked for by SHOW
+
+
+def _recorded(client, outcomes: dict) -> dict:
+    """`outcomes` (id: record or None) with the records the wait replies lacked fetched
+    by SHOW where the server has them (a few at most); None where it has not."""
+    missing = [jobid for jobid, job in outcomes.items() if job is None][:_SHOW_MISSING]
+    filled = dict(outcomes)
+    for jobid in missing:
+        with contextlib.suppress(GoqError):  # gone from the history too: how is not known
+            filled[jobid] = client.show(jobid)[0]
+    return filled
+
+
+def _emit_ended(outcomes: dict) -> None:
+    from goq_cli import jsonout
+    from goq_cli.workflow import wait_exit_code
+
+    _emit(jsonout.ended(outcomes, wait_exit_code(outcomes.values()) == 0))
+
+
+def _jobs_op(obj: _Ctx, verb: str, done: str, ids: tuple[list[Range], ...], as_json: bool) -> None:
     """`goq hold` and `goq release`: print what the server says it did."""
     from goq_cli.workflow import merge_ids
 
@@ -595,16 +746,24 @@ def _jobs_op(obj: _Ctx, verb: str, done: str, ids: tuple[list[Range], ...]) -> N
             reply = getattr(client, verb)(merge_ids(ids))
     except GoqError as exc:
         raise _fail(exc) from None
-    click.echo(reply.text or f"{reply.count} job(s) {done}")
+    _said(done, reply.count, reply.text or f"{reply.count} job(s) {done}", as_json)
 
 
-_IDS_REQUIRED = click.argument("ids", nargs=-1, required=True, type=JobIds(), metavar="ID...")
+_IDS_REQUIRED = click.argument(
+    "ids",
+    nargs=-1,
+    required=True,
+    type=JobIds(),
+    metavar="ID...",
+    shell_complete=_complete_ids,
+)
 
 
 @cli.command()
 @_IDS_REQUIRED
+@_JSON
 @click.pass_obj
-def hold(obj: _Ctx, ids: tuple[list[Range], ...]) -> None:
+def hold(obj: _Ctx, ids: tuple[list[Range], ...], as_json: bool) -> None:
     """Hold waiting jobs: they stay in the queue but do not run until `goq release`. IDs are
     job ids and ranges; jobs already running or ended are left as they are (the reply says
     which).
@@ -614,13 +773,14 @@ def hold(obj: _Ctx, ids: tuple[list[Range], ...]) -> None:
       goq hold 12
       goq hold 100-199 250
     """
-    _jobs_op(obj, "hold", "held", ids)
+    _jobs_op(obj, "hold", "held", ids, as_json)
 
 
 @cli.command()
 @_IDS_REQUIRED
+@_JSON
 @click.pass_obj
-def release(obj: _Ctx, ids: tuple[list[Range], ...]) -> None:
+def release(obj: _Ctx, ids: tuple[list[Range], ...], as_json: bool) -> None:
     """Release held jobs (held by `goq hold` or submitted with `goq sub --hold`): they run as
     any waiting job. IDs are job ids and ranges.
 
@@ -629,17 +789,204 @@ def release(obj: _Ctx, ids: tuple[list[Range], ...]) -> None:
       goq release 12
       goq release 100-199 250
     """
-    _jobs_op(obj, "release", "released", ids)
+    _jobs_op(obj, "release", "released", ids, as_json)
+
+
+# ----------------------------------------------------------------------------- history
 
 
 @cli.command()
-@click.option("--json", "as_json", is_flag=True, help="Print the server's JSON document.")
+@click.option(
+    "--state",
+    "states",
+    type=States(),
+    multiple=True,
+    help="Only jobs in these states: waiting, blocked, held, running, finished, failed, "
+    "cancelled, timeout, or all (repeat or comma-separate: --state failed,timeout). "
+    "Default: all.",
+)
+@click.option("--name", type=JobName(), help="Only jobs of this name.")
+@click.option(
+    "--since",
+    type=Since(),
+    help="Ended jobs only if they ended this recently: 2h, 7d, 30d, or all. Default: 24h. "
+    "Jobs not ended are always listed.",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(1, MAX_LIST),
+    metavar="N",
+    default=DEFAULT_LIMIT,
+    show_default=True,
+    help=f"At most this many jobs (up to {MAX_LIST:,}).",
+)
+@click.option(
+    "--before",
+    type=JobId(),
+    metavar="ID",
+    help="Only jobs with ids below ID: the next page after a table whose last id is ID.",
+)
+@_JSON
+@click.pass_obj
+def jobs(
+    obj: _Ctx,
+    states: tuple[frozenset[str], ...],
+    name: str | None,
+    since: int | None,
+    limit: int,
+    before: int | None,
+    as_json: bool,
+) -> None:
+    """List jobs, newest first, from the server's memory and its history: id, name, state,
+    exit status (or signal), command, worker, when submitted, how long it waited and ran.
+    By default every job not ended, and those that ended in the last 24 hours, 50 at most.
+
+    \b
+    Examples:
+      goq jobs
+      goq jobs --state failed,timeout --since 7d
+      goq jobs --name align --limit 500
+      goq jobs --state running --json
+    """
+    import time
+
+    from goq_cli.report import format_jobs
+    from goq_core.jobquery import JobQuery
+
+    wanted: frozenset[str] = frozenset().union(*states) if states else frozenset(_STATE_NAMES)
+    since_ms = DAY_MS if since is None else since
+    since_ns = max(0, time.time_ns() - since_ms * 1_000_000) if since_ms else 0
+    query = JobQuery(wanted, name, since_ns, before, limit)
+    try:
+        with obj.client() as client:
+            found = client.jobs(query)
+    except GoqError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        from goq_cli import jsonout
+
+        _emit(jsonout.jobs(found))
+    elif not found:
+        click.echo(f"no jobs found {_query_words(query, since_ms)}")
+    else:
+        click.echo(format_jobs(found))
+
+
+def _query_words(query, since_ms: int) -> str:
+    """What a query asked, in words, for `goq jobs` finding nothing."""
+    from goq_cli.report import format_limit
+
+    if query.states == frozenset(_STATE_NAMES):
+        words = "in any state"
+    else:
+        words = "that are " + " or ".join(s for s in _STATE_NAMES if s in query.states)
+    if query.name is not None:
+        words += f" named {query.name!r}"
+    if query.before is not None:
+        words += f" with ids below {query.before}"
+    if query.ended_states:
+        ago = f"in the last {format_limit(since_ms)}" if since_ms else "at any time"
+        words += f" (ended ones: ended {ago}; see --since)"
+    return words
+
+
+@cli.command()
+@click.argument("jobid", type=JobId(), metavar="ID", shell_complete=_complete_ids)
+@click.option("--env", "show_env", is_flag=True, help="List the job's environment too.")
+@_JSON
+@click.pass_obj
+def show(obj: _Ctx, jobid: int, show_env: bool, as_json: bool) -> None:
+    """Show everything about one job, from the server's memory or its history: its command,
+    directory, name, state and why, exit status or signal, what it asked for and was given,
+    priority, dependencies, array index, retries, time limit, times (submitted, started,
+    ended; waited, ran), output file and size, its environment, and each attempt (worker,
+    host, pid, start, end, exit, max RSS, user and system CPU time).
+
+    \b
+    Examples:
+      goq show 12
+      goq show 12 --env
+      goq show 12 --json
+    """
+    from goq_cli.report import format_show
+
+    try:
+        with obj.client() as client:
+            job, attempts, output_path = client.show(jobid)
+    except GoqError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        from goq_cli import jsonout
+
+        _emit(jsonout.job(job, attempts, output_path))
+    else:
+        click.echo(format_show(job, attempts, output_path, show_env))
+
+
+@cli.command()
+@click.argument("ids", nargs=-1, type=JobIds(), metavar="[ID...]")
+@click.option(
+    "--before",
+    type=Duration(),
+    metavar="DURATION",
+    help="Every job that ended more than this long ago: 30d, 12h, ...",
+)
+@click.option(
+    "--yes", is_flag=True, help="With --before: forget without asking (needed on a terminal)."
+)
+@_JSON
+@click.pass_obj
+def forget(
+    obj: _Ctx,
+    ids: tuple[list[Range], ...],
+    before: int | None,
+    yes: bool,
+    as_json: bool,
+) -> None:
+    """Remove ended jobs from the history (`goq jobs` and `goq show` no longer know them);
+    a job that has not ended is never removed. IDs are job ids and ranges. --before asks for
+    --yes when stdin is a terminal. Their output files stay where they are.
+
+    \b
+    Examples:
+      goq forget 12 100-199
+      goq forget --before 30d --yes
+    """
+    import time
+
+    from goq_cli.workflow import merge_ids
+
+    if bool(ids) == (before is not None):
+        raise click.UsageError("give job IDs or --before DURATION (exactly one of them)")
+    if before is not None and not yes and sys.stdin is not None and sys.stdin.isatty():
+        raise click.UsageError(
+            "--before forgets every job that ended before then: add --yes to do it"
+        )
+    try:
+        with obj.client() as client:
+            if before is not None:
+                removed = client.forget(before_ns=max(1, time.time_ns() - before * 1_000_000))
+            else:
+                ranges = merge_ids(ids)
+                removed = client.forget(ranges)
+    except GoqError as exc:
+        raise _fail(exc) from None
+    text = f"forgot {removed} ended job(s)"
+    if before is None:
+        from goq_core.idranges import count
+
+        rest = count(ranges) - removed
+        if rest > 0:
+            text += f"; {rest} of those named are not ended, not in the history, or never were"
+    _said("forgotten", removed, text, as_json)
+
+
+@cli.command()
+@_JSON
 @click.pass_obj
 def workers(obj: _Ctx, as_json: bool) -> None:
     """List the workers: name, host, state (idle, busy, draining, drained), free/offered cpus,
     GPUs, memory and named resources, running job ids, and when each was last heard from."""
-    import json
-
     from goq_cli.report import format_workers
 
     try:
@@ -647,7 +994,12 @@ def workers(obj: _Ctx, as_json: bool) -> None:
             doc = client.workers_document()
     except GoqError as exc:
         raise _fail(exc) from None
-    click.echo(json.dumps(doc, indent=2) if as_json else format_workers(doc["workers"]))
+    if as_json:
+        from goq_cli import jsonout
+
+        _emit(jsonout.workers(doc))
+    else:
+        click.echo(format_workers(doc["workers"]))
 
 
 def _worker_op(obj: _Ctx, verb: str, done: str, name: str | None, every: bool) -> None:
@@ -714,9 +1066,15 @@ def immolateworkers(obj: _Ctx) -> None:
 
 
 @cli.command()
-def version() -> None:
+@_JSON
+def version(as_json: bool) -> None:
     """Print goq's version."""
-    click.echo(f"goq {__version__}")
+    if as_json:
+        from goq_cli import jsonout
+
+        _emit(jsonout.version(__version__))
+    else:
+        click.echo(f"goq {__version__}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,7 +1,7 @@
-"""How `goq stat`, `goq wait` and `goq workers` show what the server said: counters, then
-running, waiting, blocked and held jobs one per line (with their names, what each asks beyond
-the default, and why a waiting or blocked job waits); a job's outcome in one line; the workers
-as a table.
+"""How `goq stat`, `goq wait`, `goq workers`, `goq jobs` and `goq show` show what the server
+said: counters, then running, waiting, blocked and held jobs one per line (with their names,
+what each asks beyond the default, and why a waiting or blocked job waits); a job's outcome in
+one line; the workers as a table; jobs from the history as a table; one job, every field.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import shlex
 import time
 
 from goq_core.messages import Job, JobState, Message
+from goq_core.records import ENDED_STATES, Attempt, AttemptRecord, state_name
 
 _FIRST = (
     "runQlen",
@@ -223,3 +224,291 @@ def format_workers(workers: list[dict]) -> str:
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
         for row in rows
     )
+
+
+# ----------------------------------------------------------------------------- goq jobs
+
+_JOB_COLUMNS = ("ID", "NAME", "STATE", "EXIT", "COMMAND", "WORKER", "SUBMITTED", "WAITED", "RAN")
+
+
+def short_duration(seconds: float) -> str:
+    """A duration for a table: 1.2s, 42.0s, 3m04s, 2h05m, 3d04h."""
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    whole = int(seconds)
+    d, rest = divmod(whole, 86400)
+    h, rest = divmod(rest, 3600)
+    m, s = divmod(rest, 60)
+    if d:
+        return f"{d}d{h:02d}h"
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
+def short_time(ns: int, now_ns: int) -> str:
+    """A local time for a table: 14:03:27 today, May 02 14:03 this year, else 2023-05-02."""
+    if not ns:
+        return "-"
+    when, now = time.localtime(ns / 1e9), time.localtime(now_ns / 1e9)
+    if when[:3] == now[:3]:
+        return time.strftime("%H:%M:%S", when)
+    if when.tm_year == now.tm_year:
+        return time.strftime("%b %d %H:%M", when)
+    return time.strftime("%Y-%m-%d", when)
+
+
+def local_time(ns: int) -> str:
+    """A local time in full, with its zone: 2024-05-02 14:03:27.412 CEST ("-" for 0)."""
+    if not ns:
+        return "-"
+    when = time.localtime(ns / 1e9)
+    ms = ns // 1_000_000 % 1000
+    return f"{time.strftime('%Y-%m-%d %H:%M:%S', when)}.{ms:03d} {time.strftime('%Z', when)}"
+
+
+def _printable(text: str) -> str:
+    """Text on one line of a table: control characters (a newline in a shell line) escaped."""
+    if text.isprintable():
+        return text
+    return "".join(
+        ch if ord(ch) >= 32 and ord(ch) != 127 else ch.encode("unicode_escape").decode("ascii")
+        for ch in text
+    )
+
+
+def _shorten(text: str, width: int) -> str:
+    text = _printable(text)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def command_text(job: Job) -> str:
+    """The job's command as one line: its shell line, or its argv shell-quoted."""
+    return job.cmd if job.shell else shlex.join([job.cmd, *job.args])
+
+
+def exit_text(job: Job) -> str:
+    """How an ended job exited: its exit status, `sig N`, or "-" (cancelled, not ended)."""
+    if job.state not in (JobState.FINISHED, JobState.TIMEOUT):
+        return "-"
+    if job.state == JobState.TIMEOUT and not job.end_ns:
+        return "-"
+    return f"sig {-job.exit_status}" if job.exit_status < 0 else str(job.exit_status)
+
+
+def _job_row(job: Job, now_ns: int) -> tuple[str, ...]:
+    state = state_name(job)
+    ended = state in ENDED_STATES
+    started = bool(job.attempt and job.start_ns)
+    if started:
+        waited = short_duration((job.start_ns - job.submit_ns) / 1e9) if job.submit_ns else "-"
+    elif not ended and job.submit_ns:  # still waiting: for how long so far
+        waited = short_duration((now_ns - job.submit_ns) / 1e9)
+    else:
+        waited = "-"
+    if started and ended and job.end_ns:
+        ran = short_duration((job.end_ns - job.start_ns) / 1e9)
+    elif started and state == "running":  # so far
+        ran = short_duration((now_ns - job.start_ns) / 1e9)
+    else:
+        ran = "-"
+    return (
+        str(job.jobid),
+        _shorten(job.name, 20) if job.name else "-",
+        state,
+        exit_text(job),
+        _shorten(command_text(job), 40),
+        _shorten(job.workerid, 20) if job.workerid else "-",
+        short_time(job.submit_ns, now_ns),
+        waited,
+        ran,
+    )
+
+
+def format_jobs(jobs: list[Job], now_ns: int | None = None) -> str:
+    """`goq jobs`: one row per job, as the server listed them (newest first)."""
+    now_ns = time.time_ns() if now_ns is None else now_ns
+    rows = [_JOB_COLUMNS, *(_job_row(job, now_ns) for job in jobs)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(_JOB_COLUMNS))]
+    right = {0, 3, 7, 8}  # numbers and durations line up on the right
+    return "\n".join(
+        "  ".join(
+            cell.rjust(width) if i in right else cell.ljust(width)
+            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ).rstrip()
+        for row in rows
+    )
+
+
+# ----------------------------------------------------------------------------- goq show
+
+_ATTEMPT_COLUMNS = (
+    "ATTEMPT",
+    "OUTCOME",
+    "WORKER",
+    "HOST",
+    "PID",
+    "STARTED",
+    "ENDED",
+    "RAN",
+    "EXIT",
+    "MAX RSS",
+    "USER",
+    "SYSTEM",
+)
+
+
+def _state_line(job: Job) -> str:
+    state = state_name(job)
+    if job.state in (JobState.FINISHED, JobState.TIMEOUT) and job.end_ns:
+        if job.exit_status < 0:
+            state += f": killed by signal {-job.exit_status}"
+        else:
+            state += f": exit status {job.exit_status}"
+    elif job.state == JobState.RUNNING and job.workerid:
+        state += f" on {job.workerid}"
+    return state
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else _duration(value)
+
+
+def _attempt_row(a: Attempt) -> tuple[str, ...]:
+    r = AttemptRecord.from_attempt(a)
+    if r.signal is not None:
+        exit_ = f"sig {r.signal}"
+    else:
+        exit_ = "-" if r.exit_status is None else str(r.exit_status)
+    return (
+        str(r.attempt),
+        r.outcome,
+        _printable(r.worker or "-"),
+        _printable(r.worker_host or "-"),
+        str(r.pid) if r.pid else "-",
+        local_time(a.start_ns),
+        local_time(a.end_ns),
+        _seconds(r.ran),
+        exit_,
+        format_size(r.max_rss_kib * 1024) if r.max_rss_kib is not None else "-",
+        f"{r.user_cpu:.2f}s" if r.user_cpu is not None else "-",
+        f"{r.system_cpu:.2f}s" if r.system_cpu is not None else "-",
+    )
+
+
+def _running_row(job: Job, now_ns: int) -> tuple[str, ...]:
+    """The attempt running now, as far as the job's record says."""
+    ran = f"{short_duration((now_ns - job.start_ns) / 1e9)}+" if job.start_ns else "-"
+    return (
+        str(job.attempt),
+        "running",
+        _printable(job.workerid or "-"),
+        _printable(job.workerhost or "-"),
+        str(job.pid) if job.pid else "-",
+        local_time(job.start_ns),
+        "-",
+        ran,
+        "-",
+        "-",
+        "-",
+        "-",
+    )
+
+
+def _asked(job: Job) -> str:
+    parts = [f"cpus={job.cpus}", f"gpus={job.gpus}"]
+    parts.append(f"mem={format_size(job.mem)}" if job.mem else "mem=-")
+    parts += [f"{name}={n}" for name, n in sorted(job.resources.items())]
+    return " ".join(parts)
+
+
+def format_show(
+    job: Job,
+    attempts: list[Attempt],
+    output_path: str | None,
+    show_env: bool = False,
+    now_ns: int | None = None,
+) -> str:
+    """`goq show`: every field of one job, one per line, then its attempts as a table."""
+    from goq_core import idranges
+
+    now_ns = time.time_ns() if now_ns is None else now_ns
+    state = state_name(job)
+    ended = state in ENDED_STATES
+    started = bool(job.attempt and job.start_ns)
+    rows: list[tuple[str, str]] = [
+        ("name", _printable(job.name) if job.name else "-"),
+        ("state", _state_line(job)),
+    ]
+    if job.note:
+        rows.append(("reason", _printable(job.note)))
+    if job.shell:
+        rows.append(("shell line", _printable(job.cmd)))
+    else:
+        rows.append(("command", _printable(shlex.join([job.cmd, *job.args]))))
+    rows += [
+        ("directory", _printable(job.dir) or "-"),
+        ("submitted by", _printable(f"{job.user or '?'}@{job.host or '?'}")),
+        ("asked", _asked(job)),
+        ("given gpus", job.gpu_ids or "-"),
+        ("priority", str(job.priority)),
+        ("after", idranges.format_ids(job.after) or "-"),
+        ("after any", idranges.format_ids(job.after_any) or "-"),
+        (
+            "array",
+            f"{job.array_id}, index {job.array_index}"
+            + (f" (at most {job.array_max} at once)" if job.array_max else "")
+            if job.array_id
+            else "-",
+        ),
+        (
+            "retries",
+            f"{job.retried} of {job.retries} used"
+            + (f", {format_limit(job.retry_delay_ms)} apart" if job.retry_delay_ms else "")
+            if job.retries
+            else "-",
+        ),
+        ("time limit", format_limit(job.time_limit_ms) if job.time_limit_ms else "-"),
+        ("attempt", str(job.attempt)),
+        ("submitted", local_time(job.submit_ns)),
+        ("started", local_time(job.start_ns) if started else "-"),
+        ("ended", local_time(job.end_ns) if ended and job.end_ns else "-"),
+    ]
+    if started:
+        waited = _duration((job.start_ns - job.submit_ns) / 1e9) if job.submit_ns else "-"
+    elif not ended and job.submit_ns:
+        waited = f"{_duration((now_ns - job.submit_ns) / 1e9)} so far"
+    else:
+        waited = "-"
+    if started and ended and job.end_ns:
+        ran = _duration((job.end_ns - job.start_ns) / 1e9)
+    elif started and state == "running":
+        ran = f"{_duration((now_ns - job.start_ns) / 1e9)} so far"
+    else:
+        ran = "-"
+    rows += [("waited", waited), ("ran", ran)]
+    size = f"{job.out_bytes:,} bytes"
+    if job.out_bytes >= 1024:
+        size += f", {format_size(job.out_bytes)}"
+    rows.append(("output", f"{_printable(output_path)} ({size})" if output_path else size))
+    n = len(job.env)
+    rows.append(("environment", f"{n} variable{'s' if n != 1 else ''}"))
+    width = max(len(label) for label, _ in rows)
+    lines = [f"job {job.jobid}"]
+    lines += [f"  {label.ljust(width)}  {value}" for label, value in rows]
+    if show_env:
+        lines += [f"    {_printable(entry)}" for entry in job.env]
+    elif n:
+        lines[-1] += " (goq show --env lists them)"
+    table = [_ATTEMPT_COLUMNS, *(_attempt_row(a) for a in attempts)]
+    if state == "running" and all(a.attempt != job.attempt for a in attempts):
+        table.append(_running_row(job, now_ns))  # the history has only attempts that are over
+    if len(table) > 1:
+        lines.append("attempts:")
+        widths = [max(len(row[i]) for row in table) for i in range(len(_ATTEMPT_COLUMNS))]
+        lines += [
+            "  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+            for row in table
+        ]
+    else:
+        lines.append("attempts: none")
+    return "\n".join(lines)

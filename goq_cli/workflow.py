@@ -1,7 +1,9 @@
 """The workflow options of `goq sub` and the commands that act on many jobs (design.md §7,
 issue 11): durations (`--time`, `--retry-delay`), job id lists (`--after 12,15`, `goq wait
 100-199`), job names, what they set on a Job, and how `goq wait` on many jobs reports: one line
-per job as it ends, a live "N of M done" line on a terminal, and its exit status.
+per job as it ends, a live "N of M done" line on a terminal, and its exit status. Also what
+`goq jobs` and `goq show` take (states, `--since`, one job id), and the job ids shell
+completion offers (ids_with_prefix).
 
 Each parser raises ValueError with one line saying what is wrong; the click parameter types
 below turn that into click's one-line usage error (exit 1, as for --cpus and --mem).
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import re
 import sys
+from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
@@ -31,6 +34,8 @@ _WITH_UNITS = re.compile(rf"(?:{_NUMBER}[smhd])+", re.ASCII)
 _PART = re.compile(rf"({_NUMBER})([smhd])", re.ASCII)
 _CLOCK = re.compile(r"([0-9]+):([0-5]?[0-9])(?::([0-5]?[0-9]))?", re.ASCII)
 _DURATION_HELP = "use e.g. 90s, 10m, 2h, 1d, 1h30m, 1:30:00 (H:MM:SS), 30:00 (M:SS) or seconds"
+# the states `goq jobs --state` takes (goq_core.records.STATES), and `all` for every one
+STATES = ("waiting", "blocked", "held", "running", "finished", "failed", "cancelled", "timeout")
 
 
 # ----------------------------------------------------------------------------- parsers
@@ -91,6 +96,61 @@ def check_job_name(name: str) -> str:
     return name
 
 
+def parse_states(text: str) -> frozenset[str]:
+    """States as `goq jobs --state` takes them: names of STATES or `all`, comma-separated
+    (`running`, `failed,timeout`). ValueError (one line) for anything else."""
+    words = [word.strip().lower() for word in text.split(",")]
+    if not any(words):
+        raise ValueError(f"no state given: use one of {', '.join(STATES)} or all")
+    found: set[str] = set()
+    for word in words:
+        if word == "all":
+            found.update(STATES)
+        elif word in STATES:
+            found.add(word)
+        else:
+            raise ValueError(f"{word!r} is not a job state: use {', '.join(STATES)} or all")
+    return frozenset(found)
+
+
+def parse_job_id(text: str) -> int:
+    """One job id (`goq show 12`). ValueError (one line) for anything else."""
+    word = text.strip()
+    if not (word.isascii() and word.isdigit()):
+        raise ValueError(f"{text!r} is not a job id: give one number, e.g. 12")
+    ranges = parse_ids(word)
+    return ranges[0][0]
+
+
+def ids_with_prefix(ranges: list[idranges.Range], prefix: str, limit: int) -> list[int]:
+    """At most `limit` ids of `ranges` (merged, sorted) whose decimal text starts with
+    `prefix` (every id for ""), shortest first: what shell completion offers for a job id.
+    Costs O(digits x log ranges + limit), whatever the ranges hold."""
+    if not ranges or limit <= 0:
+        return []
+    if not prefix:
+        found: list[int] = []
+        for a, b in ranges:
+            found.extend(range(a, min(b, a + limit - len(found) - 1) + 1))
+            if len(found) >= limit:
+                break
+        return found
+    if not (prefix.isascii() and prefix.isdigit()) or prefix[0] == "0":
+        return []
+    ends = [b for _, b in ranges]
+    top, p, found = ends[-1], int(prefix), []
+    scale = 1
+    while p * scale <= top and len(found) < limit:
+        lo, hi = p * scale, p * scale + scale - 1
+        i = bisect_left(ends, lo)  # the first range that ends at or after lo
+        while i < len(ranges) and ranges[i][0] <= hi and len(found) < limit:
+            a, b = max(ranges[i][0], lo), min(ranges[i][1], hi)
+            found.extend(range(a, min(b, a + limit - len(found) - 1) + 1))
+            i += 1
+        scale *= 10
+    return found
+
+
 # ----------------------------------------------------------------------------- click types
 
 
@@ -127,6 +187,67 @@ class JobIds(click.ParamType):
             return parse_ids(str(value))
         except ValueError as exc:
             self.fail(str(exc), param, ctx)
+
+
+class JobId(click.ParamType):
+    """One job id (see parse_job_id)."""
+
+    name = "ID"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        try:
+            return parse_job_id(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class States(click.ParamType):
+    """Job states, comma-separated (see parse_states); completes their names."""
+
+    name = "STATE"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> Any:
+        if isinstance(value, frozenset):
+            return value
+        try:
+            return parse_states(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+    def shell_complete(self, ctx: click.Context, param: click.Parameter, incomplete: str):
+        from click.shell_completion import CompletionItem
+
+        head, comma, word = incomplete.rpartition(",")
+        return [
+            CompletionItem(head + comma + state)
+            for state in (*STATES, "all")
+            if state.startswith(word.lower())
+        ]
+
+
+class Since(click.ParamType):
+    """How far back `goq jobs` looks for ended jobs: a duration in milliseconds (see
+    parse_duration_ms), or `all` (0: no limit)."""
+
+    name = "DURATION"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if str(value).strip().lower() == "all":
+            return 0
+        try:
+            return parse_duration_ms(str(value))
+        except ValueError as exc:
+            self.fail(f"{exc} (or all)", param, ctx)
 
 
 class JobName(click.ParamType):

@@ -390,7 +390,7 @@ def test_workers_command(fake: FakeClient, capsys) -> None:
     assert code == 0 and out.splitlines()[0].startswith("NAME")
     assert "gpu-node-1" in out
     code, out, _ = goq(capsys, "workers", "--json")
-    assert code == 0 and json.loads(out) == SAMPLE
+    assert code == 0 and json.loads(out) == {"schema": 1, "kind": "workers", **SAMPLE}
 
 
 # ----------------------------------------------------------------------------- drain / resume
