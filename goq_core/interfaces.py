@@ -11,6 +11,7 @@ from typing import Protocol
 
 from goq_core.limits import MAX_FRAME
 from goq_core.messages import Job, JobState, Message
+from goq_core.records import Attempt
 
 DEFAULT_MAX_FRAME = MAX_FRAME  # bytes; larger frames are refused and counted
 
@@ -74,6 +75,12 @@ class CipherFactory(Protocol):
     def __call__(self, key: bytes) -> Cipher: ...
 
 
+# What `Store.history` filters on: the ended jobs, by how they ended. "finished": FINISHED with
+# exit status 0; "failed": FINISHED with any other; "cancelled": CANCELLED; "timeout": TIMEOUT.
+HISTORY_STATES = frozenset(("finished", "failed", "cancelled", "timeout"))
+HISTORY_LIMIT_MAX = 10_000  # the most jobs one `Store.history` call returns
+
+
 @dataclass(slots=True)
 class StoredState:
     """What a store gives back at start: every job not yet ended (in submit order; ended:
@@ -88,7 +95,9 @@ class StoredState:
 
 
 class Store(Protocol):
-    """The durable record of jobs and counters, and the replay guard's nonces. Every failure is
+    """The durable record of jobs (ended ones too, with their attempts: the history, until
+    `forget` or `prune` removes them) and counters, and the replay guard's nonces. `load` reads
+    only what is not yet ended: the history costs the server no memory. Every failure is
     a StoreError of one line; one raised by save carries ``transient`` (bool): True when the
     same save may succeed later (disk full, read-only, I/O error, busy), the store staying
     usable meanwhile."""
@@ -106,12 +115,15 @@ class Store(Protocol):
         counters: dict[str, int],
         nonces: Sequence[tuple[bytes, int]] = (),
         forget_nonces_before_ns: int = 0,
+        attempts: Sequence[Attempt] = (),
     ) -> None:
         """Upsert these jobs (by jobid), set these counters, remember these (nonce,
-        sendtime_ns) (a known nonce is kept) and, when `forget_nonces_before_ns` > 0, forget
-        the nonces sent before it, all in one transaction, and return only once it is durable.
-        Every field is kept exactly: str ones whatever they hold (lone surrogates, NUL), the
-        lists (args, env, after, after_any) in their order."""
+        sendtime_ns) (a known nonce is kept), when `forget_nonces_before_ns` > 0 forget the
+        nonces sent before it, and upsert these attempts (by jobid and attempt), all in one
+        transaction, and return only once it is durable. Every field is kept exactly: str ones
+        whatever they hold (lone surrogates, NUL), the lists (args, env, after, after_any) in
+        their order. An attempt may be saved before, with or after its job, and for a job not
+        yet ended (an attempt that was requeued)."""
 
     def get_job(self, jobid: int) -> Job | None:
         """The stored record of one job, ended or not (for wait and history); None if unknown.
@@ -127,6 +139,41 @@ class Store(Protocol):
     def quarantine(self, jobid: int, reason: str) -> None:
         """Move job `jobid`'s record out of the jobs (the server refuses to use it), keeping it
         aside with `reason`; nothing if there is no such record."""
+
+    def attempts(self, jobid: int) -> list[Attempt]:
+        """The saved attempts of job `jobid`, in attempt order (their own copies); [] if none.
+        StoreError (naming the job and why) if one of them is damaged."""
+
+    def history(
+        self,
+        *,
+        states: frozenset[str],
+        name: str | None,
+        since_ns: int,
+        before_jobid: int | None,
+        limit: int,
+    ) -> list[Job]:
+        """Ended jobs (FINISHED, CANCELLED, TIMEOUT), newest first (jobid descending), at most
+        `limit` (0 to HISTORY_LIMIT_MAX; ValueError beyond, or for a name not in
+        HISTORY_STATES). Only those whose way of ending is in `states` (see HISTORY_STATES;
+        empty: none); of name `name` unless it is None ("" is the name of unnamed jobs); that
+        ended at `since_ns` or later when it is > 0; whose jobid is below `before_jobid` unless
+        it is None (the next page: the last jobid of the previous one). Every field is read
+        except the environment (env is []). A damaged record is left out (`get_job` says why).
+        Answers from indexes, without reading the whole history (within milliseconds with a
+        million ended jobs)."""
+
+    def forget(self, jobids: Iterable[int] = (), before_ns: int = 0) -> int:
+        """Remove from the store, with their attempts, the ended jobs among `jobids` and, when
+        `before_ns` > 0, every ended job whose end_ns is below it; a job not ended (live,
+        blocked, held) is never removed. One transaction; returns how many jobs were removed.
+        A big removal is one long transaction: to remove old history without stalling, call
+        `prune` repeatedly instead."""
+
+    def prune(self, before_ns: int, limit: int) -> int:
+        """As forget(before_ns=before_ns), but at most `limit` jobs, those that ended first:
+        call it again until it returns less than `limit`. Each call is one short transaction
+        (a few ms for 1,000 jobs). Returns how many jobs were removed."""
 
     def close(self) -> None: ...
 

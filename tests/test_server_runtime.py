@@ -56,9 +56,12 @@ class FlakyStore:
         self.full = False
         self.jobs: dict[int, object] = {}
         self.nonces: list[tuple[bytes, int]] = []
+        self.attempts: list = []
         self.commits = 0
 
-    def save(self, jobs, counters, nonces=(), forget_nonces_before_ns: int = 0) -> None:
+    def save(
+        self, jobs, counters, nonces=(), forget_nonces_before_ns: int = 0, attempts=()
+    ) -> None:
         if self.full:
             err = StoreError("goq store x: save failed: database or disk is full")
             err.transient = True
@@ -67,9 +70,13 @@ class FlakyStore:
         for j in jobs:
             self.jobs[j.jobid] = (j.state, j.cmd)
         self.nonces += list(nonces)
+        self.attempts += list(attempts)
 
     def get_job(self, jobid: int):
         return None
+
+    def prune(self, before_ns: int, limit: int) -> int:
+        return 0
 
     def close(self) -> None:
         return None

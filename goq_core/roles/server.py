@@ -10,6 +10,10 @@ Robustness: one request can never stop the loop. Whatever handling it raises is 
 counted (errorCount) and logged in one line. When the store cannot commit (full disk, read-only
 home) the server refuses submissions, keeps serving everything else, keeps the unsaved records
 and retries until the store takes them. Only a store failure that cannot pass stops it, cleanly.
+
+History: the kernel keeps only live jobs and a ring of recent ends; every attempt that is over
+is committed with its batch, and JOBS, SHOW and FORGET are answered from the store after the
+commit. Ended jobs older than GOQ_HISTORY_DAYS are pruned PRUNE_STEP at a time on quiet turns.
 """
 
 from __future__ import annotations
@@ -60,6 +64,7 @@ DEAF_AFTER = 0.05  # seconds: a turn longer than this is time nobody could be he
 STORE_RETRY = 1.0  # seconds between attempts to commit while the store cannot take writes
 PRUNE_EVERY = 1.0  # seconds between steps of pruning the history (on quiet turns)
 PRUNE_STEP = 1000  # ended jobs forgotten per step at most (a few ms of the loop)
+FORGET_BUDGET = 0.2  # seconds a `goq forget --before` may take of one turn (then: background)
 MAX_LOOP_ERRORS = 100  # consecutive failed turns (e.g. a dead socket) before stopping
 IDLE_WAKE = 0.5  # seconds: how often an idle server checks for a stop signal
 OUTPUT_WRITERS = 8  # threads writing the output files of one batch side by side
@@ -125,6 +130,7 @@ class Server:
         self._pending_nonces: list[tuple[bytes, int]] = []
         self._pending_attempts: list[Attempt] = []
         self._prune_at = 0.0  # when the history is next pruned (a small step each time)
+        self._forget_before = 0  # ns: a `goq forget --before` still going (see _forget)
         self._retry_at = 0.0
         self._forget_nonces_at = 0.0
 
@@ -533,9 +539,7 @@ class Server:
             elif isinstance(a, ShowJob):
                 msg = self._show_job(a)
             else:
-                count = self.store.forget(a.jobids, a.before_ns)
-                text = f"removed {count} ended job(s) from the history"
-                msg = Message(Kind.ACK, count=count, text=text)
+                msg = self._forget(a)
         except StoreError as exc:
             msg = Message(Kind.ERROR, text=f"cannot read the history: {exc}")
         msg.reply_to = a.reply_to
@@ -569,12 +573,38 @@ class Server:
         text = json.dumps(extra, separators=(",", ":"), ensure_ascii=False)
         return Message(Kind.JOB_RECORD, jobid=a.jobid, jobs=[job], text=text)
 
+    def _forget(self, a: Forget) -> Message:
+        """FORGET: the named ended jobs at once; those ended before a time in steps (one big
+        delete would stall the loop): as many as FORGET_BUDGET allows now, the rest on quiet
+        turns, with the pruning of old history."""
+        assert self.store is not None
+        if not a.before_ns:
+            count = self.store.forget(a.jobids)
+            return Message(
+                Kind.ACK, count=count, text=f"removed {count} ended job(s) from the history"
+            )
+        count, began = 0, time.monotonic()
+        while True:
+            step = self.store.prune(a.before_ns, PRUNE_STEP)
+            count += step
+            if step < PRUNE_STEP:
+                text = f"removed {count} ended job(s) from the history"
+                return Message(Kind.ACK, count=count, text=text)
+            if time.monotonic() - began > FORGET_BUDGET:
+                self._forget_before = max(self._forget_before, a.before_ns)
+                self._prune_at = 0.0
+                text = (
+                    f"removed {count} ended job(s) from the history so far; the others that "
+                    "ended before then go in the background, on quiet turns"
+                )
+                return Message(Kind.ACK, count=count, text=text)
+
     def _prune(self, now: float) -> None:
         """A small step of forgetting what ended more than GOQ_HISTORY_DAYS ago."""
         if now < self._prune_at or self.store is None:
             return
         self._prune_at = now + PRUNE_EVERY
-        cutoff = int((now - self.settings.history_days * 86400) * 1e9)
+        cutoff = max(int((now - self.settings.history_days * 86400) * 1e9), self._forget_before)
         try:
             removed = self.store.prune(cutoff, PRUNE_STEP)
         except StoreError as exc:
@@ -582,6 +612,8 @@ class Server:
             return
         if removed == PRUNE_STEP:
             self._prune_at = now  # more to do: another step at the next quiet turn
+        elif self._forget_before:
+            self._forget_before = 0  # a `goq forget --before` is done
 
     def _write_output(self, a: WriteOutput) -> bool:
         """Write a chunk of output at its offset (goq_core.roles.output: no links followed, no

@@ -10,7 +10,9 @@ the price of one fsync per save.
 
 Layout, schema version 4 (in ``PRAGMA user_version``; a version 1, 2 or 3 file is migrated when
 opened, one version at a time, its jobs table rebuilt each time by the tables and indexes that
-version had, frozen here as they were; a row that does not fit goes to quarantine):
+version had, frozen here as they were; a row that does not fit goes to quarantine; version 4
+gained the history's indexes and the attempts table before it was released, so no file has a
+version 4 without them):
 - ``jobs`` (STRICT): one row per job, keyed by jobid, every `Job` field (``note`` new in v2;
   ``cpus``, ``mem``, ``gpus``, ``resources``, ``priority``, ``gpu_ids`` new in v3, with the
   defaults 1, 0, 0, '', 0, '' for rows migrated from v2; the workflow fields ``name``,
@@ -54,6 +56,23 @@ version had, frozen here as they were; a row that does not fit goes to quarantin
   `outcomes` leaves it out.
 - ``nonces`` (STRICT, WITHOUT ROWID): the replay guard's memory, nonce -> send time (ns),
   indexed by send time so that forgetting old ones is cheap; written by `save`.
+- History (v4). An ended job keeps its row in ``jobs`` until `forget` or `prune` removes it
+  (with its attempts). Four partial indexes hold the ended jobs only (``WHERE state BETWEEN 3
+  AND 5``: no live job is in them, `load` never reads them, and a job's row enters them once,
+  when it ends), each with the columns `history` filters on, so that a query reads ids from
+  one index alone and then only the rows it returns: ``jobs_ended`` (jobid, state,
+  exit_status, end_ns), newest first; ``jobs_ended_at`` (end_ns, state, exit_status), by end
+  time, for prune, forget and a short recent window; ``jobs_ended_name`` (name, jobid,
+  escaped, state, exit_status, end_ns) of the named ones; ``jobs_unsuccessful`` (state, jobid,
+  exit_status, end_ns) of those that failed, were cancelled or timed out (rare). `history`
+  forces its plan (INDEXED BY): SQLite's planner, left alone, may walk the whole history.
+  With a million ended jobs each query takes about a millisecond (bench/history.py).
+  Environments stay when the jobs using them are removed (each is one row, shared by every
+  job submitted with it; finding the unused ones would take an index over every job's env).
+- ``attempts`` (STRICT, WITHOUT ROWID, keyed by jobid and attempt): one row per run of a job
+  (`goq_core.records.Attempt`), upserted by `save`. Text (outcome, workerid, workerhost) is
+  plain unless one of them cannot be UTF-8; then ``escaped = 1`` and all three are in
+  ``unicode_escape`` form, as in ``jobs``.
 
 Errors: every failure is a StoreError of one line naming the file. Those raised by `save` (and
 the other calls) carry ``transient``: True for what can pass (disk full, read-only file or
@@ -77,8 +96,9 @@ from typing import Any
 
 from goq_core import idranges
 from goq_core.errors import StoreError
-from goq_core.interfaces import StoredState
+from goq_core.interfaces import HISTORY_LIMIT_MAX, HISTORY_STATES, StoredState
 from goq_core.messages import Job, JobState
+from goq_core.records import Attempt
 
 FILENAME = "goq.db"
 SCHEMA_VERSION = 4
@@ -241,6 +261,68 @@ _JOBS_FLOW = (  # covers what _live_flows reads (state too)
 )
 # jobid, name, after, after_any (as stored), then the eight ints, in _FLOW_INTS order
 _Flow = tuple[int, str, str, str, int, int, int, int, int, int, int, int]
+# History (v4): an ended job stays in jobs until `forget` or `prune` removes it. These partial
+# indexes hold only ended jobs (none of them is touched while a job is live, nor read by `load`)
+# and answer `history`, `forget` and `prune` from their own columns: see `history`.
+_ENDED_SQL = f"state BETWEEN {_ENDED[0]} AND {_ENDED[-1]}"  # an ended job
+_FAILED_SQL = f"NOT (state = {int(JobState.FINISHED)} AND exit_status = 0)"  # (if ended) failed
+_JOBS_ENDED = (  # newest first: the default history, and any that takes finished jobs
+    f"CREATE INDEX jobs_ended ON jobs(jobid, state, exit_status, end_ns) WHERE {_ENDED_SQL}"
+)
+_JOBS_ENDED_AT = (  # by end time: prune and forget, and the history of a short recent window
+    f"CREATE INDEX jobs_ended_at ON jobs(end_ns, state, exit_status) WHERE {_ENDED_SQL}"
+)
+_JOBS_ENDED_NAME = (  # the history of one name (as stored: escaped, in an escaped row)
+    "CREATE INDEX jobs_ended_name ON jobs(name, jobid, escaped, state, exit_status, end_ns)"
+    f" WHERE {_ENDED_SQL} AND name <> ''"
+)
+_JOBS_UNSUCCESSFUL = (  # failed, cancelled or timed out (rare): by state, newest first
+    "CREATE INDEX jobs_unsuccessful ON jobs(state, jobid, exit_status, end_ns)"
+    f" WHERE {_ENDED_SQL} AND {_FAILED_SQL}"
+)
+_HISTORY_INDEXES = (_JOBS_ENDED, _JOBS_ENDED_AT, _JOBS_ENDED_NAME, _JOBS_UNSUCCESSFUL)
+_ATTEMPTS_DDL = """CREATE TABLE attempts (
+    jobid       INTEGER NOT NULL,
+    attempt     INTEGER NOT NULL,
+    outcome     TEXT NOT NULL,
+    workerid    TEXT NOT NULL,
+    workerhost  TEXT NOT NULL,
+    pid         INTEGER NOT NULL,
+    start_ns    INTEGER NOT NULL,
+    end_ns      INTEGER NOT NULL,
+    exit_status INTEGER NOT NULL,
+    max_rss_kib INTEGER NOT NULL,
+    utime_us    INTEGER NOT NULL,
+    stime_us    INTEGER NOT NULL,
+    escaped     INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (jobid, attempt)
+) STRICT, WITHOUT ROWID"""
+_ATTEMPT_NAMES = (  # an Attempt's fields, in its order (its texts: outcome, workerid, workerhost)
+    *("jobid", "attempt", "outcome", "workerid", "workerhost", "pid", "start_ns", "end_ns"),
+    *("exit_status", "max_rss_kib", "utime_us", "stime_us"),
+)
+_ATTEMPT_TEXTS = frozenset(("outcome", "workerid", "workerhost"))
+_attempt_of = operator.attrgetter(*_ATTEMPT_NAMES)
+_UPSERT_ATTEMPT = (
+    f"INSERT INTO attempts ({', '.join(_ATTEMPT_NAMES)}, escaped)"
+    f" VALUES ({', '.join('?' * (len(_ATTEMPT_NAMES) + 1))}) ON CONFLICT(jobid, attempt)"
+    " DO UPDATE SET " + ", ".join(f"{c}=excluded.{c}" for c in (*_ATTEMPT_NAMES[2:], "escaped"))
+)
+# history: the jobs of each name of HISTORY_STATES; the unsuccessful ones by their state
+_CLASS_SQL = {
+    "finished": f"(state = {int(JobState.FINISHED)} AND exit_status = 0)",
+    "failed": f"(state = {int(JobState.FINISHED)} AND exit_status <> 0)",
+    "cancelled": f"state = {int(JobState.CANCELLED)}",
+    "timeout": f"state = {int(JobState.TIMEOUT)}",
+}
+_UNSUCCESSFUL_STATE = {
+    "failed": int(JobState.FINISHED),
+    "cancelled": int(JobState.CANCELLED),
+    "timeout": int(JobState.TIMEOUT),
+}
+# A history since a time: when fewer ended jobs than this ended since then, they are read by
+# end time (jobs_ended_at) and sorted; else the newest are walked back until enough match.
+_WINDOW_MAX = 10_000
 _NONCES_DDL = """CREATE TABLE nonces (
     nonce       BLOB PRIMARY KEY,
     sendtime_ns INTEGER NOT NULL
@@ -274,6 +356,8 @@ _SCHEMA = (
     *_V2_TABLES[2:],  # quarantine and nonces, as version 2 made them
     _JOBS_ASKING,
     _JOBS_FLOW,
+    *_HISTORY_INDEXES,
+    _ATTEMPTS_DDL,
     f"PRAGMA application_id = {APPLICATION_ID}",
     f"PRAGMA user_version = {SCHEMA_VERSION}",
 )
@@ -542,6 +626,16 @@ def _env_entries(body: str) -> object:
 def _careful_job(typed: Sequence[Any], env_of: Callable[[int], list[str]]) -> Job:
     """The Job of a row read by the careful reader, every value checked; _Damaged if none."""
     v = {name: _typed_value(name, typed[2 * i], typed[2 * i + 1]) for i, name in enumerate(_NAMES)}
+    return _job_of(v, env_of)
+
+
+def _no_env(env_id: int) -> list[str]:
+    return []
+
+
+def _job_of(v: dict[str, Any], env_of: Callable[[int], list[str]]) -> Job:
+    """The Job of a row's values by column name, each of its column's type; _Damaged if
+    none (the environment: `env_of` its id)."""
     escaped = v.pop("escaped")
     if escaped not in (0, 1):
         raise _Damaged(f"escaped is {escaped}, not 0 or 1")
@@ -575,6 +669,52 @@ def _careful_job(typed: Sequence[Any], env_of: Callable[[int], list[str]]) -> Jo
     env_id = v.pop("env_id")
     v["env"] = [] if env_id is None else env_of(env_id)
     return Job(**v)
+
+
+def _plain_job(row: tuple[Any, ...]) -> Job:
+    """The Job of a row of _COLUMNS read by a trusted query (STRICT: every value of its
+    column's type), env empty: directly for the usual row (not escaped, args in their usual
+    form, no resources), else through `_job_of`; _Damaged if none."""
+    args = row[2]
+    if row[19] or (args and args[0] != _US) or row[23] or row[8] not in _STATES:
+        return _job_of(dict(zip(_NAMES, row, strict=True)), _no_env)
+    cpus, mem, gpus = row[20:23]
+    if cpus < 1 or mem < 0 or gpus < 0:
+        raise _Damaged(f"cpus {cpus}, mem {mem}, gpus {gpus}")
+    try:
+        after, after_any = decode_ids(row[27]), decode_ids(row[28])
+    except ValueError as e:
+        raise _Damaged(f"after or after_any do not decode: {e}") from None
+    job = Job(
+        row[0],
+        row[1],
+        args[1:].split(_US) if args else [],
+        row[3] != 0,
+        row[4],
+        [],
+        *row[6:8],
+        _STATES[row[8]],
+        *row[9:19],  # attempt ... note
+        cpus=cpus,
+        mem=mem,
+        gpus=gpus,
+        priority=row[24],
+        gpu_ids=row[25],
+        name=row[26],
+        after=after,
+        after_any=after_any,
+    )
+    (
+        job.array_id,
+        job.array_index,
+        job.array_max,
+        job.retries,
+        job.retry_delay_ms,
+        job.retried,
+        job.time_limit_ms,
+        job.out_base,
+    ) = row[29:]
+    return job
 
 
 def _env_value(env_id: int, typed: Sequence[Any] | None) -> list[str]:
@@ -707,10 +847,13 @@ class SqliteStore:
     def _migrate_3_to_4(self, db: sqlite3.Connection) -> None:
         """Rebuild jobs with the workflow columns (name, after, after_any, array_id,
         array_index, array_max, retries, retry_delay_ms, retried, time_limit_ms, out_base, at
-        their defaults), and its partial indexes for the ended states of v4 (TIMEOUT is one). A
-        row that a v3 table edited by hand let hold a value of the wrong type goes to
-        quarantine instead."""
-        self._rebuild_jobs(db, 3, _V3_NAMES, _JOBS_DDL, (_JOBS_LIVE, _JOBS_ASKING, _JOBS_FLOW))
+        their defaults), its partial indexes for the ended states of v4 (TIMEOUT is one) and
+        those of the history; add the attempts table. A row that a v3 table edited by hand let
+        hold a value of the wrong type goes to quarantine instead."""
+        self._rebuild_jobs(
+            db, 3, _V3_NAMES, _JOBS_DDL, (_JOBS_LIVE, _JOBS_ASKING, _JOBS_FLOW, *_HISTORY_INDEXES)
+        )
+        db.execute(_ATTEMPTS_DDL)
 
     def _rebuild_jobs(
         self,
@@ -1076,17 +1219,20 @@ class SqliteStore:
         counters: dict[str, int],
         nonces: Sequence[tuple[bytes, int]] = (),
         forget_nonces_before_ns: int = 0,
+        attempts: Sequence[Attempt] = (),
     ) -> None:
         """Upsert `jobs` by jobid, set `counters`, add `nonces` (nonce, send time in ns; one
-        already stored is kept) and forget nonces sent before `forget_nonces_before_ns` (when
-        > 0), in one transaction; returns once committed. A failure is a StoreError whose
-        ``transient`` says whether the same save may succeed later; the store stays usable."""
+        already stored is kept), forget nonces sent before `forget_nonces_before_ns` (when
+        > 0) and upsert `attempts` by (jobid, attempt), in one transaction; returns once
+        committed. A failure is a StoreError whose ``transient`` says whether the same save may
+        succeed later; the store stays usable."""
+        args = (jobs, counters, nonces, forget_nonces_before_ns, attempts)
         with self._lock, self._errors("save"):
             db = self._conn()
             try:
-                self._save(db, jobs, counters, nonces, forget_nonces_before_ns, careful=False)
+                self._save(db, *args, careful=False)
             except UnicodeEncodeError:  # text that UTF-8 cannot hold (a lone surrogate)
-                self._save(db, jobs, counters, nonces, forget_nonces_before_ns, careful=True)
+                self._save(db, *args, careful=True)
 
     def _save(
         self,
@@ -1095,6 +1241,7 @@ class SqliteStore:
         counters: dict[str, int],
         nonces: Sequence[tuple[bytes, int]],
         forget_nonces_before_ns: int,
+        attempts: Sequence[Attempt],
         careful: bool,
     ) -> None:
         known = self._env_ids
@@ -1167,6 +1314,11 @@ class SqliteStore:
                 db.executemany(_INSERT_NONCE, nonces)
             if forget_nonces_before_ns > 0:
                 db.execute("DELETE FROM nonces WHERE sendtime_ns < ?", (forget_nonces_before_ns,))
+            if attempts:
+                if careful:
+                    db.executemany(_UPSERT_ATTEMPT, map(_careful_attempt_row, attempts))
+                else:
+                    db.executemany(_UPSERT_ATTEMPT, [(*_attempt_of(a), 0) for a in attempts])
             db.execute("COMMIT")
         except BaseException:
             self._rollback(db)
@@ -1275,6 +1427,198 @@ class SqliteStore:
                 self._rollback(db)
                 raise
 
+    def attempts(self, jobid: int) -> list[Attempt]:
+        """The saved attempts of job `jobid`, in attempt order; [] if none. StoreError, with
+        the reason, if one of them is damaged."""
+        if not _INT64_MIN <= jobid <= _INT64_MAX:
+            return []
+        columns = ", ".join(f"typeof({c}), {c}" for c in (*_ATTEMPT_NAMES[1:], "escaped"))
+        with self._lock, self._errors("attempts"):
+            db = self._conn()
+            with _text_as_bytes(db):
+                rows = db.execute(
+                    f"SELECT {columns} FROM attempts WHERE jobid = ? ORDER BY attempt", (jobid,)
+                ).fetchall()
+            out = []
+            for typed in rows:
+                try:
+                    out.append(_careful_attempt(jobid, typed))
+                except _Damaged as e:
+                    raise _store_error(
+                        f"goq store {self.path}: an attempt of job {jobid} is damaged: {e}"
+                    ) from None
+            return out
+
+    def history(
+        self,
+        *,
+        states: frozenset[str],
+        name: str | None,
+        since_ns: int,
+        before_jobid: int | None,
+        limit: int,
+    ) -> list[Job]:
+        """Ended jobs, newest first (jobid descending), at most `limit`: those whose way of
+        ending is in `states` (HISTORY_STATES), of name `name` (None: any), ended at `since_ns`
+        or later (when > 0), below `before_jobid` (None: any); every field but env (empty).
+        A damaged row is left out.
+
+        Plans, each forced (INDEXED BY) and reading the jobids from an index alone, then the
+        rows of those found: when fewer than _WINDOW_MAX jobs ended since `since_ns`, they
+        are read by end time (jobs_ended_at) and sorted; else the newest are walked back
+        (jobid descending) until `limit` match: those of one name through jobs_ended_name,
+        any set with "finished" through jobs_ended, the others through jobs_unsuccessful, one
+        state at a time. ValueError for a state not in HISTORY_STATES, or `limit` over
+        HISTORY_LIMIT_MAX."""
+        _check_history(states, limit)
+        if before_jobid is not None and before_jobid > _INT64_MAX:
+            before_jobid = None
+        if limit <= 0 or not states or since_ns > _INT64_MAX:
+            return []
+        if before_jobid is not None and before_jobid <= _INT64_MIN:
+            return []
+        terms = [_ENDED_SQL]  # the WHERE of every plan (that of the partial indexes first)
+        params: list[Any] = []
+        if before_jobid is not None:
+            terms.append("jobid < ?")
+            params.append(before_jobid)
+        if since_ns > 0:
+            terms.append("end_ns >= ?")
+            params.append(since_ns)
+        classes = [] if states == HISTORY_STATES else [_CLASS_SQL[s] for s in sorted(states)]
+        named = []  # name as stored: (text, escaped: 0, 1 or None for either)
+        if name is not None:
+            escaped = _escape(name)
+            if not _utf8_ok(name):
+                named = [(escaped, 1)]
+            elif escaped == name:
+                named = [(name, None)]
+            else:
+                named = [(name, 0), (escaped, 1)]
+        with self._lock, self._errors("history"):
+            db = self._conn()
+            ids: list[int] = []
+            if since_ns > 0 and self._window(db, terms, params) < _WINDOW_MAX:
+                where = [*terms]
+                if classes:
+                    where.append(f"({' OR '.join(classes)})")
+                where_params = [*params]
+                if named:
+                    ors = []
+                    for text, escaped_ in named:
+                        ors.append("name = ?" if escaped_ is None else "(name = ? AND escaped = ?)")
+                        where_params += [text] if escaped_ is None else [text, escaped_]
+                    where.append(f"({' OR '.join(ors)})")
+                ids = self._history_ids(db, "jobs_ended_at", where, where_params, limit)
+            else:
+                for index, where, where_params in _walks(terms, params, states, classes, named):
+                    ids += self._history_ids(db, index, where, where_params, limit)
+                ids = sorted(set(ids), reverse=True)[:limit]
+            return self._history_rows(db, ids)
+
+    @staticmethod
+    def _window(db: sqlite3.Connection, terms: list[str], params: list[Any]) -> int:
+        """How many ended jobs these terms (with since) take, counted up to _WINDOW_MAX."""
+        query = (
+            "SELECT count(*) FROM (SELECT 1 FROM jobs INDEXED BY jobs_ended_at"
+            f" WHERE {' AND '.join(terms)} LIMIT {_WINDOW_MAX})"
+        )
+        return db.execute(query, params).fetchone()[0]
+
+    @staticmethod
+    def _history_ids(
+        db: sqlite3.Connection, index: str, where: list[str], params: list[Any], limit: int
+    ) -> list[int]:
+        query = (
+            f"SELECT jobid FROM jobs INDEXED BY {index} WHERE {' AND '.join(where)}"
+            f" ORDER BY jobid DESC LIMIT {int(limit)}"
+        )
+        return [r[0] for r in db.execute(query, params)]
+
+    def _history_rows(self, db: sqlite3.Connection, ids: list[int]) -> list[Job]:
+        """The jobs of these ids (env empty), in this order; a damaged row is left out."""
+        jobs: dict[int, Job] = {}
+        for start in range(0, len(ids), _IN_CHUNK):
+            chunk = ids[start : start + _IN_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            if self._trusted:  # STRICT: every value is of its column's type
+                try:
+                    query = f"SELECT {_COLUMNS} FROM jobs WHERE jobid IN ({marks})"
+                    for row in db.execute(query, chunk).fetchall():
+                        jobs[row[0]] = _plain_job(row)
+                    continue
+                except Exception:  # a damaged row (text not UTF-8, a bad value): one by one
+                    pass
+            with _text_as_bytes(db):
+                rows = db.execute(
+                    f"SELECT rowid, {_TYPED} FROM jobs WHERE jobid IN ({marks})", chunk
+                ).fetchall()
+            for rowid, *typed in rows:
+                try:
+                    jobs[rowid] = _careful_job(typed, _no_env)
+                except _Damaged:
+                    jobs.pop(rowid, None)
+        return [jobs[i] for i in ids if i in jobs]
+
+    def forget(self, jobids: Iterable[int] = (), before_ns: int = 0) -> int:
+        """Remove the ended jobs among `jobids` and, when `before_ns` > 0, every ended job
+        whose end_ns is below it, with their attempts, in one transaction; never a job not
+        ended. Returns how many jobs were removed. Environments stay, even those no job uses
+        any more (each is stored once, shared by all the jobs submitted with it)."""
+        wanted = sorted({i for i in jobids if _INT64_MIN <= i <= _INT64_MAX})
+        with self._lock, self._errors("forget"):
+            db = self._conn()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                removed: list[int] = []
+                for start in range(0, len(wanted), _IN_CHUNK):
+                    chunk = wanted[start : start + _IN_CHUNK]
+                    marks = ",".join("?" * len(chunk))
+                    query = (
+                        f"DELETE FROM jobs WHERE jobid IN ({marks}) AND {_ENDED_SQL}"
+                        " RETURNING jobid"
+                    )
+                    removed += [r[0] for r in db.execute(query, chunk).fetchall()]
+                if before_ns > 0:
+                    removed += self._remove_ended_before(db, min(before_ns, _INT64_MAX), None)
+                db.executemany("DELETE FROM attempts WHERE jobid = ?", [(i,) for i in removed])
+                db.execute("COMMIT")
+            except BaseException:
+                self._rollback(db)
+                raise
+        return len(removed)
+
+    def prune(self, before_ns: int, limit: int) -> int:
+        """Remove at most `limit` ended jobs whose end_ns is below `before_ns`, those that ended
+        first, with their attempts, in one short transaction (found through jobs_ended_at);
+        returns how many. Environments stay (see `forget`)."""
+        if before_ns <= 0 or limit <= 0:
+            return 0
+        with self._lock, self._errors("prune"):
+            db = self._conn()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                removed = self._remove_ended_before(db, min(before_ns, _INT64_MAX), limit)
+                db.executemany("DELETE FROM attempts WHERE jobid = ?", [(i,) for i in removed])
+                db.execute("COMMIT")
+            except BaseException:
+                self._rollback(db)
+                raise
+        return len(removed)
+
+    @staticmethod
+    def _remove_ended_before(
+        db: sqlite3.Connection, before_ns: int, limit: int | None
+    ) -> list[int]:
+        """Delete the ended jobs whose end_ns is below `before_ns` (at most `limit`, those
+        that ended first) inside the open transaction; their jobids."""
+        bound = "" if limit is None else f" ORDER BY end_ns LIMIT {int(limit)}"
+        query = (
+            "DELETE FROM jobs WHERE jobid IN (SELECT jobid FROM jobs INDEXED BY jobs_ended_at"
+            f" WHERE {_ENDED_SQL} AND end_ns < ?{bound}) RETURNING jobid"
+        )
+        return [r[0] for r in db.execute(query, (before_ns,)).fetchall()]
+
     def close(self) -> None:
         with self._lock:
             if self._db is not None:
@@ -1297,6 +1641,83 @@ def _ids_texts(after: list[int], after_any: list[int], texts: dict[int, str]) ->
             text = texts[id(ids)] = encode_ids(ids)
         out.append(text)
     return out[0], out[1]
+
+
+def _check_history(states: frozenset[str], limit: int) -> None:
+    unknown = set(states) - HISTORY_STATES
+    if unknown:
+        raise ValueError(f"unknown history states {sorted(unknown)}: use {sorted(HISTORY_STATES)}")
+    if limit > HISTORY_LIMIT_MAX:
+        raise ValueError(f"history limit {limit} is over {HISTORY_LIMIT_MAX}")
+
+
+def _walks(
+    terms: list[str],
+    params: list[Any],
+    states: frozenset[str],
+    classes: list[str],
+    named: list[tuple[str, int | None]],
+) -> Iterator[tuple[str, list[str], list[Any]]]:
+    """The index walks (index, WHERE terms, their parameters) whose jobids, each newest first,
+    together are the history asked for: see `SqliteStore.history`."""
+    picked = [f"({' OR '.join(classes)})"] if classes else []
+    if named and named[0][0]:  # one name: its own jobs (the name as stored, escaped or not)
+        for text, escaped in named:
+            where = [*terms, "name <> ''", "name = ?", *picked]
+            if escaped is None:
+                yield "jobs_ended_name", where, [*params, text]
+            else:
+                yield "jobs_ended_name", [*where, "escaped = ?"], [*params, text, escaped]
+        return
+    unnamed = ["name = ''"] if named else []  # the jobs without a name (not in that index)
+    if "finished" in states:
+        yield "jobs_ended", [*terms, *picked, *unnamed], params
+        return
+    for state in sorted(states):
+        where = [*terms, _FAILED_SQL, f"state = {_UNSUCCESSFUL_STATE[state]}", *unnamed]
+        yield "jobs_unsuccessful", where, params
+
+
+def _careful_attempt_row(a: Attempt) -> tuple[Any, ...]:
+    """An attempt's row for text that UTF-8 may not hold: escaped (outcome, workerid and
+    workerhost in `_escape` form, escaped = 1) if one of them cannot be."""
+    row = _attempt_of(a)
+    texts = [v for n, v in zip(_ATTEMPT_NAMES, row, strict=True) if n in _ATTEMPT_TEXTS]
+    if all(type(t) is not str or _utf8_ok(t) for t in texts):
+        return (*row, 0)
+    return (
+        *(
+            _escape(v) if n in _ATTEMPT_TEXTS else v
+            for n, v in zip(_ATTEMPT_NAMES, row, strict=True)
+        ),
+        1,
+    )
+
+
+def _careful_attempt(jobid: int, typed: Sequence[Any]) -> Attempt:
+    """The Attempt of a row of attempts read as (typeof, value) pairs of its columns after
+    jobid (text as bytes), every value checked; _Damaged if none."""
+    v: dict[str, Any] = {}
+    for i, name in enumerate((*_ATTEMPT_NAMES[1:], "escaped")):
+        kind, value = typed[2 * i], typed[2 * i + 1]
+        if name in _ATTEMPT_TEXTS:
+            if kind != b"text" and kind != "text":
+                raise _Damaged(f"{name} is not text")
+            try:
+                v[name] = value.decode("utf-8") if isinstance(value, bytes) else value
+            except UnicodeDecodeError:
+                raise _Damaged(f"{name} is not valid UTF-8") from None
+        elif kind not in (b"integer", "integer"):
+            raise _Damaged(f"{name} is not an integer")
+        else:
+            v[name] = value
+    escaped = v.pop("escaped")
+    if escaped not in (0, 1):
+        raise _Damaged(f"escaped is {escaped}, not 0 or 1")
+    if escaped:
+        for name in _ATTEMPT_TEXTS:
+            v[name] = _unescape(name, v[name])
+    return Attempt(jobid=jobid, **v)
 
 
 def _careful_text(text: str) -> str:
