@@ -32,7 +32,7 @@ from goq_core.errors import GoqError
 from goq_core.jobquery import DEFAULT_LIMIT, MAX_LIST, JobQuery
 from goq_core.keys import load_key
 from goq_core.limits import MAX_INT
-from goq_core.messages import Job, Kind, Message
+from goq_core.messages import Job
 from goq_core.plugins import Plugins
 from goq_core.records import STATES, JobRecord
 from goq_core.roles import client as lowlevel
@@ -232,43 +232,22 @@ class Client:
         WaitTimeout (a TimeoutError) if they have not all ended within `timeout` seconds;
         GoqError if an id was never a job."""
         order = _id_list(ids)
-        pending = idranges.merge((i, i) for i in order) if order else []
+        ranges = idranges.merge((i, i) for i in order) if order else []
         deadline = None if timeout is None else time.monotonic() + max(0.0, float(timeout))
         done: dict[int, JobRecord] = {}
-        c = self._client
-        while pending:
-            hold = lowlevel.WAIT_HOLD_MS
-            if deadline is not None:
-                hold = min(hold, max(0, int((deadline - time.monotonic()) * 1000)))
-            text = next(lowlevel.split_ids_text(pending))
-            reply = c.call(Message(Kind.WAIT, jobid=0, text=text, wait_ms=hold), hold)
-            ended: dict[int, Job | None] = {}
-            if reply.kind == Kind.NOT_KNOWN:
-                raise GoqError(reply.text or f"a job of {text} is not known to the server")
-            if reply.kind == Kind.FINISHED:
-                for job in reply.jobs:
-                    if lowlevel._holds(pending, job.jobid):
-                        ended[job.jobid] = job
-                for jobid in idranges.ids(lowlevel._reply_ids(reply.text)):
-                    if jobid not in ended and lowlevel._holds(pending, jobid):
-                        ended[jobid] = c.wait(jobid)  # ended: its stored record, at once
-                if not ended:
-                    raise GoqError("the server's reply to wait names none of the jobs waited for")
-            elif reply.kind != Kind.NOTHING_YET:
-                raise GoqError(f"unexpected reply to wait: {reply.kind.name}")
-            for jobid in sorted(ended):
-                done[jobid] = self._ended_record(jobid, ended[jobid])
-            pending = lowlevel.subtract(pending, sorted(ended))
-            # out of time once a hold passed with nothing ended (a reply that listed ended
-            # jobs may not have listed them all: ask again, holding no longer)
-            if not ended and deadline is not None and time.monotonic() >= deadline:
-                left = list(idranges.ids(pending))
-                raise WaitTimeout(
-                    f"{len(left):,} of {len(done) + len(left):,} jobs had not ended within "
-                    f"{timeout:g} s (job {left[0]} among them)",
-                    left,
-                    done,
-                )
+
+        def ended(jobid: int, job: Job | None) -> None:
+            done[jobid] = self._ended_record(jobid, job)
+
+        pending = self._client.wait_many(ranges, ended, deadline=deadline)
+        if pending:
+            left = list(idranges.ids(pending))
+            raise WaitTimeout(
+                f"{len(left):,} of {len(done) + len(left):,} jobs had not ended within "
+                f"{timeout:g} s (job {left[0]} among them)",
+                left,
+                done,
+            )
         return [done[jobid] for jobid in order]
 
     def _ended_record(self, jobid: int, job: Job | None) -> JobRecord:

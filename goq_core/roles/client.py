@@ -237,34 +237,44 @@ class Client:
         ranges: list[idranges.Range],
         on_end: Callable[[int, Job | None], None],
         hold_ms: int = WAIT_HOLD_MS,
-    ) -> None:
+        deadline: float | None = None,
+    ) -> list[idranges.Range]:
         """Block until every job of `ranges` has ended, calling on_end(jobid, record) for each
         as the server reports it (by id within one reply). Each WAIT names the ids not yet seen
         ended and is held until one of them ends; a job whose record the server no longer holds
-        in memory is fetched alone (single-id WAIT: the stored record). GoqError if an id was
-        never a job, or for any failure to reach the server."""
+        in memory is fetched alone (single-id WAIT: the stored record). With a `deadline`
+        (time.monotonic()), returns the ids still not ended once a hold passes it with nothing
+        ended ([] when all did). GoqError if an id was never a job, or for any failure to reach
+        the server."""
         pending = idranges.merge(ranges)
         while pending:
+            hold = hold_ms
+            if deadline is not None:
+                hold = min(hold, max(0, int((deadline - time.monotonic()) * 1000)))
             text = next(split_ids_text(pending))  # a very scattered set: the first part first
-            reply = self.call(Message(Kind.WAIT, jobid=0, text=text, wait_ms=hold_ms), hold_ms)
-            if reply.kind == Kind.NOTHING_YET:
-                continue
+            reply = self.call(Message(Kind.WAIT, jobid=0, text=text, wait_ms=hold), hold)
+            ended: dict[int, Job | None] = {}
             if reply.kind == Kind.NOT_KNOWN:
                 raise GoqError(reply.text or f"a job of {text} is not known to the server")
-            if reply.kind != Kind.FINISHED:
+            if reply.kind == Kind.FINISHED:
+                for job in reply.jobs:
+                    if _holds(pending, job.jobid):
+                        ended[job.jobid] = job
+                for jobid in idranges.ids(_reply_ids(reply.text)):
+                    if jobid not in ended and _holds(pending, jobid):
+                        ended[jobid] = self.wait(jobid)  # ended: its stored record, at once
+                if not ended:
+                    raise GoqError("the server's reply to wait names none of the jobs waited for")
+            elif reply.kind != Kind.NOTHING_YET:
                 raise GoqError(f"unexpected reply to wait: {reply.kind.name}")
-            ended: dict[int, Job | None] = {}
-            for job in reply.jobs:
-                if _holds(pending, job.jobid):
-                    ended[job.jobid] = job
-            for jobid in idranges.ids(_reply_ids(reply.text)):
-                if jobid not in ended and _holds(pending, jobid):
-                    ended[jobid] = self.wait(jobid)  # ended: its stored record, at once
-            if not ended:
-                raise GoqError("the server's reply to wait names none of the jobs waited for")
             for jobid in sorted(ended):
                 on_end(jobid, ended[jobid])
             pending = subtract(pending, sorted(ended))
+            # out of time once a hold passed with nothing ended (a reply that listed ended
+            # jobs may not have listed them all: ask again, holding no longer)
+            if not ended and deadline is not None and time.monotonic() >= deadline:
+                return pending
+        return []
 
     def jobs(self, query: JobQuery) -> list[Job]:
         """The jobs `query` asks for, newest first (live ones from the server's memory, ended
