@@ -13,6 +13,8 @@ is allowed.
 GOQ_KILL_GRACE (seconds, default 10; 0: at once) is the worker's: a job still running at its
 time limit gets SIGTERM to its process group, then SIGKILL this much later.
 GOQ_HISTORY_DAYS (default 30) is the server's: ended jobs older than this leave the history.
+GOQ_OUTPUT_ROOTS (default empty: anywhere) is the server's: the only directories, separated by
+':', under which it writes job output (see goq_core.roles.output).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ ENV_NAMES: dict[str, str] = {
     "cipher": "GOQ_CIPHER",
     "kill_grace_sec": "GOQ_KILL_GRACE",
     "history_days": "GOQ_HISTORY_DAYS",
+    "output_roots": "GOQ_OUTPUT_ROOTS",
 }
 _FIELD_OF = {env: name for name, env in ENV_NAMES.items()}
 
@@ -63,6 +66,7 @@ class Settings:
     cipher: str = "aes-gcm"
     kill_grace_sec: float = 10.0  # a worker: SIGTERM to SIGKILL of a job at its time limit
     history_days: float = 30.0  # the server: ended jobs older than this leave the history
+    output_roots: str = ""  # the server: ":"-separated directories output may go under ("": any)
 
     @property
     def address(self) -> str:
@@ -261,6 +265,18 @@ def _name(raw: str) -> str:
     return raw
 
 
+def _output_roots(raw: str) -> str:
+    """GOQ_OUTPUT_ROOTS: absolute directories, separated by ':' (normalized, in order)."""
+    roots = []
+    for part in raw.strip().split(":"):
+        if not part:
+            raise ValueError("an empty directory: expected absolute directories separated by ':'")
+        if "\x00" in part or not part.startswith("/"):
+            raise ValueError(f"{part!r} is not an absolute directory")
+        roots.append(os.path.normpath(part))
+    return ":".join(roots)
+
+
 def _odir(raw: str) -> str:
     """The output directory: a relative path that stays under the submit directory."""
     raw = raw.strip()
@@ -287,6 +303,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "cipher": _name,
     "kill_grace_sec": _seconds_in(*KILL_GRACE_RANGE),
     "history_days": _seconds_in(*HISTORY_DAYS_RANGE, unit="days"),
+    "output_roots": _output_roots,
 }
 
 

@@ -17,6 +17,10 @@ never world- or group-writable whatever the umask, and a server umask of 077 mak
 the server's user; an existing file keeps its mode. Group-writable output would take FILE_MODE
 0o664 with a server umask of 002 (still never world-writable).
 
+GOQ_OUTPUT_ROOTS (the server's; default: none, anywhere the server's user may write) confines
+output: the directory BASE/ODIR actually opened must lie under one of the roots, or the job's
+output is refused there (and goes to the fallback below). The fallback is never confined.
+
 A refused or failing path falls back to $GOQ_HOME/ODIR/out.NNNNN (the server's ODIR, never the
 submitter's), under the same rules, with one line on stderr and a sentence in `job.note`, once
 per job; later chunks of that job go straight to the fallback. An absolute server GOQ_ODIR (an
@@ -69,6 +73,7 @@ class OutputFiles:
         *,
         log: Callable[[str], None] | None = None,  # one line, no prefix (Server.log)
         remember: int = REMEMBER_JOBS,
+        roots: tuple[str, ...] = (),  # GOQ_OUTPUT_ROOTS: output only under these (): anywhere)
     ) -> None:
         self.home = home
         self.odir = odir
@@ -80,6 +85,7 @@ class OutputFiles:
         else:
             self._abs_base = None
         self._home_base = self._abs_base if self._abs_base is not None else home  # the fallback
+        self._roots = tuple(os.path.realpath(r) for r in roots)
         self._lock = threading.Lock()
         self._jobs: OrderedDict[int, int] = OrderedDict()  # jobid -> _FALLBACK / _LOST / _PRIMARY
         self._envs: OrderedDict[int, tuple[list[str], int, _OdirChoice]] = OrderedDict()
@@ -136,7 +142,7 @@ class OutputFiles:
             return self._lost(job, f"chunk offset {offset} is out of range", None) or noted
         try:
             base = self._base(job.dir, choice)
-            self._write_under(base, choice.parts, name, offset, data, start)
+            self._write_under(base, choice.parts, name, offset, data, start, self._roots)
             return noted
         except _Refused as why:
             refused = str(why)
@@ -192,12 +198,20 @@ class OutputFiles:
         raise _Refused(f"submit directory {_show(jobdir)} is not an absolute path")
 
     def _write_under(
-        self, base: str, parts: tuple[str, ...], name: str, offset: int, data: bytes, start: bool
+        self,
+        base: str,
+        parts: tuple[str, ...],
+        name: str,
+        offset: int,
+        data: bytes,
+        start: bool,
+        roots: tuple[str, ...] = (),
     ) -> None:
-        """Write into BASE/PARTS.../NAME; raise _Refused (only) when that cannot be done."""
+        """Write into BASE/PARTS.../NAME; raise _Refused (only) when that cannot be done, or
+        when `roots` are given and the directory opened is under none of them."""
         path = base
         try:
-            dfd = _open_odir(base, parts)
+            dfd = _open_confined(base, parts, roots) if roots else _open_odir(base, parts)
             try:
                 try:
                     fd = os.open(name, _FILE_FLAGS, FILE_MODE, dir_fd=dfd)
@@ -350,6 +364,22 @@ def _walk_from(dfd: int, path: str, parts: tuple[str, ...]) -> int:
         os.close(dfd)
         raise
     return dfd
+
+
+def _open_confined(base: str, parts: tuple[str, ...], roots: tuple[str, ...]) -> int:
+    """Like _open_odir, once BASE is known to lie under one of `roots`: judged on the directory
+    actually opened (its /proc/self/fd link), so no link along BASE, nor one swapped in
+    meanwhile, can lead output out of the roots; PARTS are then walked without following links
+    (and made only then: nothing is created outside the roots). Raises _Refused."""
+    dfd = _walk(base, ())
+    try:
+        real = os.readlink(f"/proc/self/fd/{dfd}")
+    except OSError:  # no /proc: the path's real location, as good as it gets there
+        real = os.path.realpath(base)
+    if not any(real == root or real.startswith(root.rstrip("/") + "/") for root in roots):
+        os.close(dfd)
+        raise _Refused(f"{_show(base)} is outside GOQ_OUTPUT_ROOTS")
+    return _walk_from(dfd, base, parts)
 
 
 def _why(path: str, exc: OSError, dfd: int | None, name: str) -> str:

@@ -110,7 +110,8 @@ class Server:
                 "authenticate; use aes-gcm (for tests: goq serve --allow-insecure)"
             )
         self.wire = Wire(self.plugins.codec(settings.codec), cipher, self.options.max_frame)
-        self.outputs = OutputFiles(settings.home, settings.odir, log=self.log)
+        roots = tuple(settings.output_roots.split(":")) if settings.output_roots else ()
+        self.outputs = OutputFiles(settings.home, settings.odir, log=self.log, roots=roots)
         hooks = self.plugins.pm.hook
         observed = any(
             getattr(hooks, name).get_hookimpls()
