@@ -172,3 +172,43 @@ def test_remembered_nonces_are_committed_with_the_batch(tmp_path: Path) -> None:
     msg = Message(Kind.SUBMIT, jobs=[Job(cmd="a", dir="/w")])
     _request(server, msg, "s1")
     assert [n for n, _ in store.nonces] == [msg.nonce]
+
+
+def test_a_handler_that_fails_half_way_still_saves_what_it_changed(tmp_path: Path) -> None:
+    """A kernel bug in a handler (raising after it changed state) must not leave the store
+    behind the kernel's memory: what the handler asked for until then is still performed,
+    and the request is answered ERROR, counted and logged."""
+    from goq_core.kernel import Save
+    from goq_core.kernel.kernel import Kernel
+    from goq_core.stores.memory import MemoryStore
+
+    settings = Settings(home=str(tmp_path), jserv_ip="127.0.0.1", jserv_port=1)
+    server = Server(settings, os.urandom(32), options=ServerOptions(store="memory"))
+    server.end = RecordingEnd()
+    server.store = store = MemoryStore()
+    now = time.time()
+    submit = Message(Kind.SUBMIT, jobs=[Job(cmd="true", dir="/tmp")])
+    submit.nonce, submit.sendtime_ns = os.urandom(16), int(now * 1e9)
+    actions: list = []
+    server._take("sub", server.wire.pack(submit), now, actions)
+    server._perform(actions)
+
+    def broken(self, msg, peer, now, out):  # cancels, then trips over a bug
+        job = self.waiting.pop(1)
+        job.state = JobState.CANCELLED
+        out.append(Save(job))
+        raise KeyError("a bug")
+
+    handlers = dict(Kernel._handlers)
+    handlers[Kind.CANCEL] = broken
+    server.kernel._handlers = handlers  # type: ignore[misc]
+    cancel = Message(Kind.CANCEL, jobid=1)
+    cancel.nonce, cancel.sendtime_ns = os.urandom(16), int(now * 1e9)
+    actions = []
+    server._take("k", server.wire.pack(cancel), now, actions)
+    server._perform(actions)
+    stored = store.get_job(1)
+    assert stored is not None and stored.state == JobState.CANCELLED
+    replies = [server.wire.unpack(f) for p, f in server.end.replies if p == "k"]
+    assert [r.kind for r in replies] == [Kind.ERROR]
+    assert server.kernel.stat_counters()["errorCount"] == 1

@@ -17,13 +17,14 @@ from goq_core.kernel.actions import (
     Stop,
     WriteOutput,
 )
-from goq_core.kernel.kernel import Kernel, KernelConfig
+from goq_core.kernel.kernel import HandlerFailed, Kernel, KernelConfig
 from goq_core.kernel.lifecycle import IllegalTransition
 from goq_core.kernel.replay import ReplayGuard
 
 __all__ = [
     "Action",
     "Forget",
+    "HandlerFailed",
     "QueryJobs",
     "SaveAttempt",
     "ShowJob",

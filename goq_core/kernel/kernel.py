@@ -132,6 +132,16 @@ _SHOW_DEPS = 60  # characters of "waits for ..." in stat
 DRAINED = "drained/"  # durable counter name prefix: drained/NAME = 1 while NAME is drained
 
 
+class HandlerFailed(Exception):
+    """A request's handler raised (a kernel bug) after it had changed some state: `actions` are
+    what it asked for until then, which the runtime must still perform (saves above all) so that
+    the store stays in step with the kernel's memory. The cause is the exception's __cause__."""
+
+    def __init__(self, actions: list[Action]) -> None:
+        super().__init__("a request's handler failed")
+        self.actions = actions
+
+
 @dataclass(slots=True)
 class KernelConfig:
     heartbeat_sec: float = 5.0
@@ -345,7 +355,11 @@ class Kernel:
             return out
         if msg.kind in _REMEMBERED:
             out.append(Remember(msg.nonce, msg.sendtime_ns))
-        handler(self, msg, peer, now, out)
+        try:
+            handler(self, msg, peer, now, out)
+        except Exception as exc:  # a kernel bug: what changed so far must still be saved
+            self._kick = False
+            raise HandlerFailed(out) from exc
         if self._kick:
             self._kick = False
             self._dispatch(now, out)

@@ -35,6 +35,7 @@ from goq_core.interfaces import DEFAULT_MAX_FRAME, ServerEnd, Store
 from goq_core.kernel import (
     Action,
     Forget,
+    HandlerFailed,
     Kernel,
     KernelConfig,
     Notify,
@@ -330,6 +331,10 @@ class Server:
             if msg.kind == Kind.SUBMIT:
                 self._look_up_dependencies(msg)
             actions += self.kernel.handle(msg, peer, now)
+        except HandlerFailed as failed:  # keep what it changed, answer ERROR
+            actions += [a for a in failed.actions if not (isinstance(a, Reply) and a.peer == peer)]
+            cause = failed.__cause__ if failed.__cause__ is not None else failed
+            self._failed(peer, msg.nonce, f"{msg.kind.name} request", cause)
         except Exception as exc:
             self._failed(peer, msg.nonce, f"{msg.kind.name} request", exc)
 
