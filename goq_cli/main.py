@@ -367,7 +367,10 @@ def sub(
     if command and command[0].startswith("-") and len(command[0]) > 1:
         _unknown_option(command[0])
     request = Request(cpus, mem, gpus, resource_dict(resources), priority)
-    flow = Workflow.from_options(after, after_any, retries, retry_delay, time_limit, name, hold)
+    try:
+        flow = Workflow.from_options(after, after_any, retries, retry_delay, time_limit, name, hold)
+    except ValueError as exc:  # --retry-delay without --retries, too many dependencies
+        raise click.UsageError(str(exc)) from None
     try:
         if jobs_file is not None:
             jobs = jobs_from_lines(decode_lines(jobs_file.read()), shell)

@@ -1,18 +1,13 @@
 """The resource options of `goq sub` and `goq work` (design.md §7, Resources and Order): click
-parameter types that turn what was typed into checked amounts, with one clear line for bad
-input, and what a job asks for as the Job fields that carry it.
-
-Sizes (`--mem`), named resources (`--resource NAME=N`) and GPU lists are read by
-goq_core.roles.offer (parse_size, parse_resource, parse_gpus), so a worker and a submitter
-understand them alike; this module adds the bounds a request must keep (an amount fits in 31
-bits, a priority in 32) and the names a resource cannot take.
+parameter types over goq_core.options, which checks what was typed (one clear line for bad
+input) and holds what a job asks for as the Job fields that carry it (Request); and what
+`goq work` offers.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 import click
@@ -20,18 +15,25 @@ import click
 from goq_core.errors import GoqError
 from goq_core.limits import MAX_AMOUNT, MAX_INT
 from goq_core.messages import Job
+from goq_core.options import (  # noqa: F401 (re-exported: goq_cli.main imports them from here)
+    AUTO,
+    BUILTIN,
+    MAX_JOB_MEM,
+    MAX_PRIORITY,
+    MIN_PRIORITY,
+    Request,
+    parse_amount,
+    parse_mem,
+    parse_named_resource,
+)
+from goq_core.options import resource_dict as _resource_dict
 
-MAX_JOB_MEM = 1 << 62  # bytes: the most memory a job may ask (the server's front door says so)
-MIN_PRIORITY = -(1 << 31)
-MAX_PRIORITY = (1 << 31) - 1
-BUILTIN = ("cpus", "gpus", "mem")  # resource names that have their own option
-AUTO = "auto"
-_INTEGER = re.compile(r"[+-]?[0-9]{1,30}")  # ASCII digits only: int() takes "١" and "1_0" too
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}")
 
 
 class Amount(click.ParamType):
-    """A whole number from `minimum` to `maximum`; with `auto`, also the word "auto"."""
+    """A whole number from `minimum` to `maximum`; with `auto`, also the word "auto"
+    (goq_core.options.parse_amount)."""
 
     def __init__(self, minimum: int, maximum: int = MAX_AMOUNT, auto: bool = False) -> None:
         self.minimum, self.maximum, self.auto = minimum, maximum, auto
@@ -40,27 +42,15 @@ class Amount(click.ParamType):
     def convert(
         self, value: object, param: click.Parameter | None, ctx: click.Context | None
     ) -> Any:
-        if isinstance(value, int) and not isinstance(value, bool):
-            n = value
-        else:
-            text = str(value).strip()
-            if self.auto and text.lower() == AUTO:
-                return AUTO
-            if not _INTEGER.fullmatch(text):
-                if re.fullmatch(r"[+-]?[0-9]+", text):  # more digits than any bound
-                    self.fail(f"{text[:20]}... is out of range", param, ctx)
-                also = ' or "auto"' if self.auto else ""
-                self.fail(f"{value!r} is not a whole number{also}", param, ctx)
-            n = int(text)
-        if n < self.minimum:
-            self.fail(f"{n} is too small: at least {self.minimum:,}", param, ctx)
-        if n > self.maximum:
-            self.fail(f"{n} is too large: at most {self.maximum:,}", param, ctx)
-        return n
+        try:
+            return parse_amount(value, self.minimum, self.maximum, self.auto)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 class Size(click.ParamType):
-    """A memory size in bytes: 512M, 4G, 1.5T (binary units), or bytes; with `auto`, "auto"."""
+    """A memory size in bytes: 512M, 4G, 1.5T (binary units), or bytes; with `auto`, "auto"
+    (goq_core.options.parse_mem)."""
 
     def __init__(self, auto: bool = False, maximum: int = MAX_INT) -> None:
         self.auto, self.maximum = auto, maximum
@@ -69,26 +59,15 @@ class Size(click.ParamType):
     def convert(
         self, value: object, param: click.Parameter | None, ctx: click.Context | None
     ) -> Any:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        text = str(value).strip()
-        if self.auto and text.lower() == AUTO:
-            return AUTO
-        from goq_core.roles.offer import parse_size
-
         try:
-            size = parse_size(text)
+            return parse_mem(value, self.auto, self.maximum)
         except ValueError as exc:
             self.fail(str(exc), param, ctx)
-        if size < 0:
-            self.fail(f"{value!r} is negative", param, ctx)
-        if size > self.maximum:
-            self.fail(f"{value!r} is too large: at most {self.maximum:,} bytes", param, ctx)
-        return size
 
 
 class Resource(click.ParamType):
-    """A named counter, NAME=N with N from 1 to MAX_AMOUNT; returns (name, N)."""
+    """A named counter, NAME=N with N from 1 to MAX_AMOUNT; returns (name, N)
+    (goq_core.options.parse_named_resource)."""
 
     name = "NAME=N"
 
@@ -97,19 +76,10 @@ class Resource(click.ParamType):
     ) -> Any:
         if isinstance(value, tuple):
             return value
-        from goq_core.roles.offer import parse_resource
-
         try:
-            name, n = parse_resource(str(value))
+            return parse_named_resource(str(value))
         except ValueError as exc:
             self.fail(str(exc), param, ctx)
-        if name in BUILTIN:
-            self.fail(f"{name} has its own option: use --{name}", param, ctx)
-        if n < 1:
-            self.fail(f"{name}={n}: the amount must be at least 1", param, ctx)
-        if n > MAX_AMOUNT:
-            self.fail(f"{name}={n} is too large: at most {MAX_AMOUNT:,}", param, ctx)
-        return name, n
 
 
 class Priority(Amount):
@@ -120,12 +90,10 @@ class Priority(Amount):
 
 def resource_dict(pairs: Iterable[tuple[str, int]]) -> dict[str, int]:
     """The --resource options as a dict; UsageError if a name is given twice."""
-    out: dict[str, int] = {}
-    for name, n in pairs:
-        if name in out:
-            raise click.UsageError(f"--resource {name} is given twice")
-        out[name] = n
-    return out
+    try:
+        return _resource_dict(pairs)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 def check_worker_name(name: str | None) -> str | None:
@@ -137,25 +105,6 @@ def check_worker_name(name: str | None) -> str | None:
             "starting with a letter or digit"
         )
     return name
-
-
-@dataclass(slots=True)
-class Request:
-    """What a job asks for, beyond its command: the Job fields that carry it."""
-
-    cpus: int = 1
-    mem: int = 0
-    gpus: int = 0
-    resources: dict[str, int] = field(default_factory=dict)
-    priority: int = 0
-
-    def apply(self, jobs: list[Job]) -> list[Job]:
-        """Set these amounts on every job (each gets its own resources dict); returns jobs."""
-        for job in jobs:
-            job.cpus, job.mem, job.gpus = self.cpus, self.mem, self.gpus
-            job.resources = dict(self.resources)
-            job.priority = self.priority
-        return jobs
 
 
 def build_offer(

@@ -11,8 +11,8 @@ Rules:
   for Python (an unknown keyword, a value of the wrong type): TypeError, as Python's own.
   A value out of range is InvalidValue, both a GoqError and a ValueError; a wait that runs
   out of time is WaitTimeout, both a GoqError and a TimeoutError.
-- Option values are checked by the CLI's own parsers (goq_cli.resources, goq_cli.workflow),
-  imported only when a job has options, so the messages are those of `goq sub`.
+- Option values are checked by the parsers `goq sub` uses too (goq_core.options), so the
+  messages are the CLI's; nothing here imports goq_cli or click.
 - One connection, one request at a time: a Client is not for several threads at once.
 """
 
@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -33,6 +33,19 @@ from goq_core.jobquery import DEFAULT_LIMIT, MAX_LIST, JobQuery
 from goq_core.keys import load_key
 from goq_core.limits import MAX_INT
 from goq_core.messages import Job
+from goq_core.options import (
+    MAX_JOB_MEM,
+    Request,
+    Workflow,
+    check_job_name,
+    parse_amount,
+    parse_duration_ms,
+    parse_mem,
+    parse_named_resource,
+    parse_priority,
+    parse_retries,
+    parse_states,
+)
 from goq_core.plugins import Plugins
 from goq_core.records import STATES, JobRecord
 from goq_core.roles import client as lowlevel
@@ -271,8 +284,6 @@ class Client:
         when (a datetime) the ended ones ended, "all" for any time (default: 24 h; jobs not
         ended are always listed); `limit` 1 to 10,000; `before` only ids below this (the next
         page after one whose last id it is)."""
-        from goq_cli.workflow import check_job_name, parse_states
-
         if state is None:
             states = frozenset(STATES)
         else:
@@ -453,7 +464,7 @@ def _env(env: Mapping[str, str] | Iterable[str] | None) -> list[str]:
 class _Options:
     """submit()'s options, checked: what they set on each job."""
 
-    def __init__(self, request: Any = None, flow: Any = None) -> None:
+    def __init__(self, request: Request | None = None, flow: Workflow | None = None) -> None:
         self.request, self.flow = request, flow
 
     def apply(self, jobs: list[Job]) -> None:
@@ -467,9 +478,9 @@ _NO_OPTIONS = _Options()
 
 
 def _options(options: Mapping[str, Any]) -> _Options:
-    """The options of a job, checked by `goq sub`'s own parsers (which use click: imported
-    here, only when a job has options). TypeError for an unknown one; InvalidValue (the
-    CLI's line) for a bad value. An option given as None is not given."""
+    """The options of a job, checked by `goq sub`'s own parsers (goq_core.options). TypeError
+    for an unknown one; InvalidValue (the CLI's line) for a bad value. An option given as None
+    is not given."""
     for key in options:
         if key not in OPTIONS:
             import difflib
@@ -483,38 +494,31 @@ def _options(options: Mapping[str, Any]) -> _Options:
     given = {k: v for k, v in options.items() if v is not None}
     if not given:
         return _NO_OPTIONS
-    import click
 
-    from goq_cli.resources import MAX_JOB_MEM, Amount, Priority, Request, Resource, Size
-    from goq_cli.workflow import MAX_RETRIES, Workflow, check_job_name
-
-    def convert(key: str, ptype: click.ParamType, value: Any) -> Any:
+    def check(key: str, parse: Callable[..., Any], value: Any, *args: Any) -> Any:
         try:
-            return ptype.convert(value, None, None)
-        except click.BadParameter as exc:
-            raise InvalidValue(f"invalid value for {key}: {exc.message}") from None
+            return parse(value, *args)
+        except ValueError as exc:
+            raise InvalidValue(f"invalid value for {key}: {exc}") from None
 
     request = Request(
-        cpus=convert("cpus", Amount(1), given.get("cpus", 1)),
-        gpus=convert("gpus", Amount(0), given.get("gpus", 0)),
-        mem=convert("mem", Size(maximum=MAX_JOB_MEM), given.get("mem", 0)),
-        priority=convert("priority", Priority(), given.get("priority", 0)),
+        cpus=check("cpus", parse_amount, given.get("cpus", 1), 1),
+        gpus=check("gpus", parse_amount, given.get("gpus", 0), 0),
+        mem=check("mem", parse_mem, given.get("mem", 0), False, MAX_JOB_MEM),
+        priority=check("priority", parse_priority, given.get("priority", 0)),
     )
     resources = given.get("resources", {})
     if not isinstance(resources, Mapping):
         raise TypeError(f"resources is a dict {{NAME: N}}, not a {type(resources).__name__}")
     for rname, n in resources.items():
-        got, amount = convert("resources", Resource(), f"{rname}={n}")
+        got, amount = check("resources", parse_named_resource, f"{rname}={n}")
         request.resources[got] = amount
     name = given.get("name")
     if name is not None:
-        try:
-            name = check_job_name(name if isinstance(name, str) else str(name))
-        except ValueError as exc:
-            raise InvalidValue(f"invalid value for name: {exc}") from None
+        name = check("name", check_job_name, name if isinstance(name, str) else str(name))
     retries = given.get("retries")
     if retries is not None:
-        retries = convert("retries", Amount(0, MAX_RETRIES), retries)
+        retries = check("retries", parse_retries, retries)
     delay = given.get("retry_delay")
     if delay is not None:
         if retries is None:
@@ -530,16 +534,14 @@ def _options(options: Mapping[str, Any]) -> _Options:
     after_any = [_ranges(given["after_any"], "after_any")] if "after_any" in given else []
     try:
         flow = Workflow.from_options(after, after_any, retries, delay, limit, name, hold)
-    except click.UsageError as exc:  # too many dependencies
-        raise InvalidValue(exc.message) from None
+    except ValueError as exc:  # too many dependencies
+        raise InvalidValue(str(exc)) from None
     return _Options(request, flow)
 
 
 def _duration_ms(key: str, value: Any, allow_zero: bool = False) -> int:
     """Seconds (a number), a duration as `goq sub --time` takes it ("10m", "1:30:00"), or a
     timedelta, in ms; InvalidValue with the CLI's line."""
-    from goq_cli.workflow import parse_duration_ms
-
     if isinstance(value, timedelta):
         value = value.total_seconds()
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):

@@ -60,6 +60,76 @@ def test_import_goq_core_imports_no_plugin_library_and_client_comes_lazily() -> 
     ], done.stdout + done.stderr
 
 
+def test_the_api_and_its_option_checks_import_neither_click_nor_goq_cli() -> None:
+    # goq_core owns the option checks (goq_core.options); goq_cli wraps them for click
+    code = (
+        "import sys\n"
+        "from goq_core import Client\n"
+        "c = Client.__init__\n"
+        "import goq_core.api\n"
+        "import goq_core.options\n"
+        "from goq_core.api import InvalidValue, _options\n"
+        "from goq_core.messages import Job\n"
+        "job = Job(cmd='true')\n"
+        "_options(dict(cpus='2', gpus=1, mem='1G', resources={'lic': 2}, priority=-3,\n"
+        "              name='a', after='1-3', after_any=[7], retries=2, retry_delay='1m',\n"
+        "              time=90, hold=True)).apply([job])\n"
+        "print(job.cpus, job.gpus, job.mem, job.resources, job.priority, job.name, job.after,\n"
+        "      job.after_any, job.retries, job.retry_delay_ms, job.time_limit_ms, job.state.name)\n"
+        "try:\n"
+        "    _options({'resources': {'cpus': 1}})\n"
+        "except InvalidValue as exc:\n"
+        "    print(exc)\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('click', 'goq_cli'))))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True
+    )
+    assert done.stdout.splitlines() == [
+        "2 1 1073741824 {'lic': 2} -3 a [1, 2, 3] [7] 2 60000 90000 HELD",
+        "invalid value for resources: cpus has its own option: use --cpus",
+        "[]",
+    ], done.stdout + done.stderr
+
+
+# the CLI's lines for bad values (test_bad_option_values_are_invalid_values_with_the_cli_line
+# checks `goq sub` says the same, on a real server)
+BAD_VALUES = [
+    ({"cpus": 0}, "invalid value for cpus: 0 is too small: at least 1"),
+    ({"cpus": "2.5"}, "invalid value for cpus: '2.5' is not a whole number"),
+    ({"cpus": "9" * 40}, "invalid value for cpus: 99999999999999999999... is out of range"),
+    ({"gpus": 1 << 31}, "invalid value for gpus: 2147483648 is too large: at most 2,147,483,647"),
+    ({"mem": "4Q"}, "invalid value for mem: bad size '4Q'"),
+    ({"mem": -1}, "invalid value for mem: -1 is negative"),
+    ({"mem": "4194305T"}, "invalid value for mem: '4194305T' is too large: at most 4,611,686,"),
+    ({"priority": -(1 << 31) - 1}, "invalid value for priority: -2147483649 is too small"),
+    (
+        {"resources": {"lic": 0}},
+        "invalid value for resources: lic=0: the amount must be at least 1",
+    ),
+    (
+        {"resources": {"lic": 1 << 31}},
+        "invalid value for resources: bad resource 'lic=2147483648': bad amount of lic",
+    ),
+    ({"name": ""}, "invalid value for name: a job name cannot be empty"),
+    ({"name": "x" * 201}, "invalid value for name: a job name has at most 200 characters, not 201"),
+    ({"retries": -1}, "invalid value for retries: -1 is too small: at least 0"),
+    ({"time": "soon"}, "invalid value for time: 'soon' is not a duration: use e.g. 90s"),
+    ({"time": "400d"}, "invalid value for time: '400d' is too long: at most 365 days (365d)"),
+    ({"retries": 1, "retry_delay": -1}, "invalid value for retry_delay: '-1' is not a duration"),
+    ({"after": "1-200000"}, "--after and --after-any name 200,000 jobs; a job may depend on at"),
+]
+
+
+@pytest.mark.parametrize("options,line", BAD_VALUES, ids=[repr(b[0])[:40] for b in BAD_VALUES])
+def test_bad_option_values_are_checked_without_a_server(options: dict, line: str) -> None:
+    from goq_core.api import _options
+
+    with pytest.raises(InvalidValue) as raised:
+        _options(options)
+    assert str(raised.value).startswith(line) and "\n" not in str(raised.value)
+
+
 def test_the_page_has_one_python_block_and_says_what_it_prints() -> None:
     assert len(_doc_blocks("python")) == 1
     assert len(_doc_blocks("text")) == 1

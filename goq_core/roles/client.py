@@ -3,7 +3,7 @@
 reply checked against its request.
 
 What a job asks for (cpus, mem, gpus, resources, priority) travels in its Job fields: `submit`
-takes them as they are set (goq_cli.resources.Request.apply sets them from the options).
+takes them as they are set (goq_core.options.Request.apply sets them from the options).
 
 Every failure a user can meet becomes a GoqError with one clear line.
 
