@@ -70,71 +70,67 @@ def ids_with_prefix(ranges: list[idranges.Range], prefix: str, limit: int) -> li
 # ----------------------------------------------------------------------------- click types
 
 
-class Duration(click.ParamType):
+class _Checked(click.ParamType):
+    """A thin click type over one check of goq_core.options: a value already converted (of
+    type `done`) passes; text goes through `check`, whose ValueError is click's usage error."""
+
+    done: type | tuple[type, ...] = ()
+
+    def check(self, text: str) -> Any:
+        raise NotImplementedError
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> Any:
+        if self.done and isinstance(value, self.done) and not isinstance(value, bool):
+            return value
+        try:
+            return self.check(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class Duration(_Checked):
     """A duration in milliseconds (see parse_duration_ms)."""
 
     name = "DURATION"
+    done = int
 
     def __init__(self, allow_zero: bool = False) -> None:
         self.allow_zero = allow_zero
 
-    def convert(
-        self, value: object, param: click.Parameter | None, ctx: click.Context | None
-    ) -> Any:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        try:
-            return parse_duration_ms(str(value), self.allow_zero)
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
+    def check(self, text: str) -> int:
+        return parse_duration_ms(text, self.allow_zero)
 
 
-class JobIds(click.ParamType):
+class JobIds(_Checked):
     """Job ids and ranges (see parse_ids), as a merged list of (first, last) ranges."""
 
     name = "IDS"
+    done = list
 
-    def convert(
-        self, value: object, param: click.Parameter | None, ctx: click.Context | None
-    ) -> Any:
-        if isinstance(value, list):
-            return value
-        try:
-            return parse_ids(str(value))
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
+    def check(self, text: str) -> Any:
+        return parse_ids(text)
 
 
-class JobId(click.ParamType):
+class JobId(_Checked):
     """One job id (see parse_job_id)."""
 
     name = "ID"
+    done = int
 
-    def convert(
-        self, value: object, param: click.Parameter | None, ctx: click.Context | None
-    ) -> Any:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        try:
-            return parse_job_id(str(value))
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
+    def check(self, text: str) -> int:
+        return parse_job_id(text)
 
 
-class States(click.ParamType):
+class States(_Checked):
     """Job states, comma-separated (see parse_states); completes their names."""
 
     name = "STATE"
+    done = frozenset
 
-    def convert(
-        self, value: object, param: click.Parameter | None, ctx: click.Context | None
-    ) -> Any:
-        if isinstance(value, frozenset):
-            return value
-        try:
-            return parse_states(str(value))
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
+    def check(self, text: str) -> Any:
+        return parse_states(text)
 
     def shell_complete(self, ctx: click.Context, param: click.Parameter, incomplete: str):
         from click.shell_completion import CompletionItem
@@ -166,18 +162,13 @@ class Since(click.ParamType):
             self.fail(f"{exc} (or all)", param, ctx)
 
 
-class JobName(click.ParamType):
+class JobName(_Checked):
     """A job name (see check_job_name)."""
 
     name = "NAME"
 
-    def convert(
-        self, value: object, param: click.Parameter | None, ctx: click.Context | None
-    ) -> Any:
-        try:
-            return check_job_name(str(value))
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
+    def check(self, text: str) -> str:
+        return check_job_name(text)
 
 
 class Array(click.ParamType):
