@@ -26,6 +26,10 @@ RUSAGE_CHILDREN, which mixes the jobs of a worker's slots), so each run has the 
 process plus every descendant that was waited for (a process left orphaned is not counted):
 user and system CPU time, and max RSS, which is that of the largest single process among them,
 not a sum (`max_rss_kib`, `utime_us`, `stime_us`; `usage_counters` for a RESULT's counters).
+Max RSS has a floor: Linux records, at exec, the peak RSS of the memory the child had before
+(the worker's, even through vfork), so a small job reports about the worker's own RSS (~30 MB);
+a job using more reports its own peak. Spawning from a small helper process, or reading the
+job's cgroup memory.peak, would remove the floor.
 """
 
 from __future__ import annotations
