@@ -608,8 +608,7 @@ def kill(
             if jobid is not None:
                 reply = client.cancel(jobid)
                 text = reply.text or f"job {jobid} cancelled"
-                # an ACK that the job had already ended cancelled nothing
-                _said("cancelled", 0 if "already ended" in text else 1, text, as_json)
+                _said("cancelled", reply.count, text, as_json)  # 0: it had already ended
                 return
             if not ranges:
                 ranges = _select(client, name)

@@ -33,7 +33,8 @@ class Kind(IntEnum):
     RESULT = 5  # workerid, jobs=[job with its outcome: state TIMEOUT if the worker killed it at
     # its time limit], data: last output chunk, counters: the job's rusage (maxRssKib, utimeUs,
     # stimeUs; absent when it did not start); reply ACK/JOB...
-    CANCEL = 6  # jobid; reply ACK (text says what happened) or NOT_KNOWN. With jobid 0, text:
+    CANCEL = 6  # jobid; reply ACK (count: 1 if cancelled, 0 if it had ended; text says what
+    # happened) or NOT_KNOWN. With jobid 0, text:
     # job ids (idranges): cancels those not ended; reply ACK (count: how many cancelled)
     WAIT = 7  # jobid, wait_ms; reply FINISHED, NOT_KNOWN or NOTHING_YET (held until then).
     # With jobid 0, text: job ids (idranges); held until one of them has ended; reply FINISHED

@@ -422,7 +422,9 @@ def test_kill_hold_release_forget(scripted, capsys) -> None:
     ):
         doc = json_of(capsys, *args, "--json")
         assert doc["kind"] == kind and doc["count"] == 2, args
-    scripted(lambda msg: Message(Kind.ACK, jobid=msg.jobid, text="cancelled running job 7"))
+    scripted(
+        lambda msg: Message(Kind.ACK, jobid=msg.jobid, count=1, text="cancelled running job 7")
+    )
     assert json_of(capsys, "kill", "--json", "7")["count"] == 1
     scripted(lambda msg: Message(Kind.ACK, jobid=msg.jobid, text="job 7 has already ended"))
     doc = json_of(capsys, "kill", "--json", "7")

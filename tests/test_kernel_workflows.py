@@ -498,3 +498,12 @@ def test_cancelling_many_where_one_depends_on_another_cancels_each_once() -> Non
     assert [state(d, i) for i in (a, b, c)] == [C, C, C]
     assert job(d, a).note == "by goq kill" and job(d, b).note == f"dependency {a} was cancelled"
     assert d.kernel.stat_counters()["cancelledJobsCount"] == 3
+
+
+def test_a_single_cancel_says_in_its_count_whether_it_cancelled() -> None:
+    d = Driver()
+    a = submit(d)
+    first = one_reply(d.send(Message(Kind.CANCEL, jobid=a), "k"), "k")
+    again = one_reply(d.send(Message(Kind.CANCEL, jobid=a), "k"), "k")
+    assert (first.kind, first.count) == (Kind.ACK, 1)
+    assert (again.kind, again.count) == (Kind.ACK, 0) and "already ended" in again.text

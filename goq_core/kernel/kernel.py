@@ -718,7 +718,8 @@ class Kernel:
         text = f"cancelled {was} job {jobid}"
         if was == "running":
             text += "; its worker is killing it"
-        out.append(Reply(peer, Message(Kind.ACK, reply_to=msg.nonce, jobid=jobid, text=text)))
+        reply = Message(Kind.ACK, reply_to=msg.nonce, jobid=jobid, count=1, text=text)
+        out.append(Reply(peer, reply))
 
     def _cancel_many(self, msg: Message, peer: Hashable, now: float, out: list[Action]) -> None:
         ranges = idranges.parse(msg.text)
