@@ -245,6 +245,8 @@ class Kernel:
         self._interned: dict = {}  # see _intern_fields
         self._last_env: tuple[list[str] | None, list[str]] = (None, [])
         self._no_ids: list[int] = []  # see _intern_fields
+        self._no_args: list[str] = []
+        self._no_resources: dict[str, int] = {}
 
     # ----------------------------------------------------------------- restore and durable state
 
@@ -1526,10 +1528,16 @@ class Kernel:
                 table[key] = found = env
             self._last_env = (env, found)
         job.env = self._last_env[1]
-        if not job.after:  # most jobs depend on nothing: one shared empty list (never changed
-            job.after = self._no_ids  # in place, like every list of a job the kernel holds)
+        # most jobs depend on nothing and ask for no named resource: share one empty list and
+        # one empty dict (never changed in place, like every list and dict of a job it holds)
+        if not job.after:
+            job.after = self._no_ids
         if not job.after_any:
             job.after_any = self._no_ids
+        if not job.resources:
+            job.resources = self._no_resources
+        if not job.args:
+            job.args = self._no_args
         job.cmd = table.setdefault(job.cmd, job.cmd)
         job.dir = table.setdefault(job.dir, job.dir)
         job.host = table.setdefault(job.host, job.host)
