@@ -14,7 +14,35 @@ Range = tuple[int, int]  # first, last (inclusive)
 
 def format_ids(ids: Iterable[int]) -> str:
     """The compact text of a set of positive ids (sorted, merged)."""
-    return format_ranges(_runs(sorted(set(ids))))
+    ordered = sorted(set(ids))
+    text = format_ascending(ordered)
+    if text is None:
+        raise ValueError(f"job id {ordered[0]!r} is not a positive whole number")
+    return text
+
+
+def format_ascending(ids: list[int]) -> str | None:
+    """The compact text of ids already strictly ascending (as the kernel keeps a job's
+    dependencies): one pass, no sort; None when they are not so, or not all whole numbers >= 1
+    (a bool or 3.0 is not)."""
+    if not ids:
+        return ""
+    first = prev = ids[0]
+    if type(first) is not int or first < 1:
+        return None
+    ranges: list[str] = []
+    add = ranges.append
+    for i in ids[1:]:
+        if type(i) is not int:
+            return None
+        if i != prev + 1:
+            if i <= prev:
+                return None
+            add(f"{first}-{prev}" if first != prev else str(first))
+            first = i
+        prev = i
+    add(f"{first}-{prev}" if first != prev else str(first))
+    return ",".join(ranges)
 
 
 def format_ranges(ranges: Iterable[Range]) -> str:
@@ -56,21 +84,6 @@ def count(ranges: Iterable[Range]) -> int:
 def ids(ranges: Iterable[Range]) -> Iterator[int]:
     for a, b in ranges:
         yield from range(a, b + 1)
-
-
-def _runs(sorted_ids: list[int]) -> Iterator[Range]:
-    start = prev = None
-    for i in sorted_ids:
-        if i < 1:
-            raise ValueError(f"job id {i} is not positive")
-        if prev is not None and i == prev + 1:
-            prev = i
-            continue
-        if start is not None:
-            yield start, prev  # type: ignore[misc]
-        start = prev = i
-    if start is not None:
-        yield start, prev  # type: ignore[misc]
 
 
 def _id(word: str, part: str, limit: int) -> int:
