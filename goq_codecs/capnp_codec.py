@@ -96,13 +96,8 @@ class CapnpCodec:
             built = m.init("jobs", len(jobs))
             for i, job in enumerate(jobs):
                 _build_job(built[i], job)
-        counters = msg.counters
-        if counters:
-            built = m.init("counters", len(counters))
-            for i, (name, value) in enumerate(counters.items()):
-                c = built[i]
-                c.name = name.encode(_UTF8, _SURR)
-                c.value = value
+        if msg.counters:
+            _build_named(m, "counters", msg.counters)
         return m
 
     def decode(self, data: bytes) -> Message:
@@ -170,13 +165,8 @@ def _build_job(b: Any, job: Job) -> None:
         b.mem = job.mem
     if job.gpus:
         b.gpus = job.gpus
-    resources = job.resources
-    if resources:
-        built = b.init("resources", len(resources))
-        for i, (name, value) in enumerate(resources.items()):
-            c = built[i]
-            c.name = name.encode(_UTF8, _SURR)
-            c.value = value
+    if job.resources:
+        _build_named(b, "resources", job.resources)
     if job.priority:
         b.priority = job.priority
     if job.gpu_ids:
@@ -258,6 +248,15 @@ def _read(r: Any, words: int, job_words: int, counter_words: int) -> Message:
         jobs=out_jobs,
         counters=counters,
     )
+
+
+def _build_named(builder: Any, field: str, named: dict[str, int]) -> None:
+    """Fill the List(Counter) `field` of `builder` from name -> value (the inverse of _named)."""
+    built = builder.init(field, len(named))
+    for i, (name, value) in enumerate(named.items()):
+        c = built[i]
+        c.name = name.encode(_UTF8, _SURR)
+        c.value = value
 
 
 def _named(items: Any, what: str) -> dict[str, int]:
