@@ -4,6 +4,11 @@ transport x codec x cipher, with the bare pyzmq REQ/REP round trip of this machi
 The server runs in its own process (the memory transport: in a thread of this one); its CPU per
 message is read from /proc before and after each run. Prints JSON (and, with --table, a markdown
 table on stderr). Usage: python bench/wire.py [--n 4000] [--combos zmq-raw-aes-gcm,...]
+
+`--credentials` measures what credentials cost the server (issue 13): the gate opening a frame
+sealed with the root secret (what every request did before credentials) against one sealed for
+a credential (cached key; and the first frame of a credential, which derives its key), plus the
+kernel's role check; then STAT round trips through a real server with each, alternating.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from dataclasses import dataclass
 from goq_core.config import Settings
 from goq_core.messages import Job, Kind, Message
 from goq_core.plugins import Plugins
+from goq_core.principals import Secret
 from goq_core.roles.client import Client
 from goq_core.roles.server import Server, ServerOptions
 
@@ -137,7 +143,9 @@ def summary(run: Run, threads: int, server_in_process: bool) -> dict:
     return row
 
 
-def goq_calls(settings: Settings, key: bytes, plugins: Plugins, op: str, opened: list[Client]):
+def goq_calls(
+    settings: Settings, key: bytes | Secret, plugins: Plugins, op: str, opened: list[Client]
+):
     """A factory of per-thread callables doing one `op` round trip through a goq Client (each
     Client made is added to `opened`, for the caller to close)."""
     job = Job(cmd="true", dir="/tmp", env=["PATH=/usr/bin:/bin", "HOME=/tmp"], host="h", user="u")
@@ -306,6 +314,100 @@ def table(out: dict) -> str:
     return "\n".join(lines)
 
 
+def _median_us(fn: Callable[[], object], n: int, rounds: int = 5) -> list[float]:
+    """µs per call of `fn` in each of `rounds` rounds of `n` calls."""
+    out = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        out.append((time.perf_counter() - t0) / n * 1e6)
+    return out
+
+
+def bench_credentials(n: int) -> dict:
+    """In-process micro figures, then round trips through a server process (root vs cred)."""
+    from statistics import median
+
+    from goq_core.credentials import issue
+    from goq_core.gate import Gate
+    from goq_core.kernel.access import refusal
+    from goq_core.wire import Wire
+
+    plugins = Plugins()
+    codec = plugins.codec("raw")
+
+    def cipher(k: bytes):
+        return plugins.cipher("aes-gcm", k)
+
+    root = os.urandom(32)
+    alice = issue(root, "submit", "alice", time.time_ns() - 1)
+    gate = Gate(codec, cipher, root)
+    stat = Message(Kind.STAT, count=1)
+    root_frame = Wire(codec, cipher(root)).pack(stat)
+    cred_wire = Wire(codec, cipher(alice.key), principal=alice.principal)
+    cred_frame = cred_wire.pack(Message(Kind.STAT, count=1))
+    gate.open(cred_frame)
+    micro: dict[str, list[float]] = {"root": [], "credential": [], "first_frame": [], "check": []}
+    now_ns = time.time_ns()
+    for _ in range(3):  # alternate, so that drift of a shared machine hits both alike
+        micro["root"] += _median_us(lambda: gate.open(root_frame), n)
+        micro["credential"] += _median_us(lambda: gate.open(cred_frame), n)
+
+        def cold() -> None:
+            gate._wires.clear()
+            gate.open(cred_frame)
+
+        micro["first_frame"] += _median_us(cold, max(1, n // 10))
+        micro["check"] += _median_us(lambda: refusal(alice.acting, stat, now_ns, {}), n)
+    figures = {name: round(median(v), 2) for name, v in micro.items()}
+    added = round(figures["credential"] - figures["root"] + figures["check"], 2)
+
+    home = tempfile.mkdtemp(prefix="goq-bench-")
+    port = free_port()
+    settings = combo_settings(home, port, DEFAULT)
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--serve", DEFAULT, str(port), home],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    trips: dict[str, list[float]] = {"root": [], "credential": []}
+    opened: list[Client] = []
+    try:
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(root.hex() + "\n")
+        proc.stdin.close()
+        if proc.stdout.readline().strip() != "ready":
+            raise RuntimeError("server did not start")
+        for _ in range(3):
+            for mode, secret in (("root", root), ("credential", alice)):
+                calls = goq_calls(settings, secret, plugins, "stat", opened)
+                run = timed(1, n // 4, calls, lambda: cpu_seconds(proc.pid))
+                trips[mode].append(run.server_cpu / len(run.latencies) * 1e6)
+    finally:
+        for client in opened:
+            client.close()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+    return {
+        "gate_open_us": {
+            "root_secret_frame": figures["root"],
+            "credential_frame_cached": figures["credential"],
+            "credential_first_frame": figures["first_frame"],
+        },
+        "role_check_us": figures["check"],
+        "added_per_request_us": added,
+        "target_us": 5.0,
+        "stat_round_trip_server_cpu_us": {mode: round(median(v), 1) for mode, v in trips.items()},
+        "stat_round_trip_runs": {mode: [round(x, 1) for x in v] for mode, v in trips.items()},
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     combos = ["-".join(c) for c in itertools.product(TRANSPORTS, CODECS, CIPHERS)]
@@ -316,7 +418,15 @@ def main() -> None:
     ap.add_argument("--table", action="store_true", help="also print a markdown table on stderr")
     ap.add_argument("--serve", nargs=3, metavar=("COMBO", "PORT", "HOME"), help=argparse.SUPPRESS)
     ap.add_argument("--zmq-echo", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--credentials", action="store_true", help="what credentials cost the server (only)"
+    )
     args = ap.parse_args()
+    if args.credentials:
+        doc = {"date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count()}
+        doc |= bench_credentials(args.n)
+        print(json.dumps(doc, indent=2))
+        return
     if args.serve:
         serve(args.serve[0], int(args.serve[1]), args.serve[2])
         return

@@ -1,5 +1,5 @@
 """The fast paths of the two commands people run most, without importing click (about 20-40 ms):
-`goq [--transport/--codec/--cipher X] sub [--shell] CMD ARGS...` and `goq [...] stat [N]`.
+`goq [--transport/--codec/--cipher/--cred X] sub [--shell] CMD ARGS...` and `goq [...] stat [N]`.
 
 Anything else (`--file`, `--help`, `--json`, an unknown option, no command, an N that is not a
 plain number up to MAX_STAT_LIST) returns False and the click CLI handles it, so behaviour and
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 
-_GLOBALS = ("--transport", "--codec", "--cipher")
+_GLOBALS = ("--transport", "--codec", "--cipher", "--cred")
 
 
 def _globals(args: list[str]) -> tuple[dict[str, str], int] | None:
@@ -81,14 +81,14 @@ def _run(overrides: dict[str, str], command) -> None:
     import os
 
     from goq_core.config import load_settings
+    from goq_core.credentials import load_secret
     from goq_core.errors import GoqError
-    from goq_core.keys import load_key
     from goq_core.plugins import Plugins
     from goq_core.roles.client import Client
 
     try:
         settings = load_settings(os.environ, overrides)
-        with Client(settings, load_key(settings.home), Plugins(lazy=True)) as client:
+        with Client(settings, load_secret(settings), Plugins(lazy=True)) as client:
             said = command(client)
     except GoqError as exc:
         sys.stderr.write(f"goq: error: {exc}\n")

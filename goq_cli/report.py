@@ -1,13 +1,15 @@
 """How `goq stat`, `goq wait`, `goq workers`, `goq jobs` and `goq show` show what the server
-said: counters, then running, waiting, blocked and held jobs one per line (with their names,
-what each asks beyond the default, and why a waiting or blocked job waits); a job's outcome in
-one line; the workers as a table; jobs from the history as a table; one job, every field.
+said: counters, then running, waiting, blocked and held jobs one per line (with their owners
+and names, what each asks beyond the default, and why a waiting or blocked job waits); a job's
+outcome in one line; the workers as a table; jobs from the history as a table; one job, every
+field.
 """
 
 from __future__ import annotations
 
 import shlex
 import time
+from collections.abc import Callable
 
 from goq_core.messages import Job, JobState, Message
 from goq_core.records import ENDED_STATES, Attempt, AttemptRecord, state_name
@@ -82,12 +84,22 @@ def _with_request(line: str, job: Job) -> str:
     return f"{line}  [{asks}]" if asks else line
 
 
+def _owners(jobs: list[Job]) -> Callable[[Job], str]:
+    """`  by OWNER`, the owners padded to one width (a column), for `goq stat`'s lines; "" for
+    a job without one (when no job has one, nothing at all)."""
+    width = max((len(_printable(j.owner)) for j in jobs), default=0)
+    if not width:
+        return lambda job: ""
+    return lambda job: f"  by {_printable(job.owner or '-').ljust(width)}"
+
+
 def format_status(status: Message, count: int) -> str:
     counters = status.counters
     names = [n for n in _FIRST if n in counters] + sorted(n for n in counters if n not in _FIRST)
     lines = [f"{name}: {counters[name]}" for name in names]
     running = [j for j in status.jobs if j.state == JobState.RUNNING]
     waiting = [j for j in status.jobs if j.state == JobState.WAITING]
+    by = _owners(status.jobs)
     now_ns = time.time_ns()
     if running:
         lines.append(
@@ -95,7 +107,7 @@ def format_status(status: Message, count: int) -> str:
         )
         for j in running:
             took = _duration((now_ns - j.start_ns) / 1e9) if j.start_ns else "?"
-            line = f"  {j.jobid:>6}  {took:>9}  on {j.workerid}  {_command(j)}"
+            line = f"  {j.jobid:>6}  {took:>9}{by(j)}  on {j.workerid}  {_command(j)}"
             lines.append(_with_request(line, j))
     if waiting:
         lines.append(
@@ -104,7 +116,7 @@ def format_status(status: Message, count: int) -> str:
         for j in waiting:
             waited = _duration((now_ns - j.submit_ns) / 1e9) if j.submit_ns else "?"
             line = _with_request(
-                f"  {j.jobid:>6}  {waited:>9}  attempt {j.attempt}  {_command(j)}", j
+                f"  {j.jobid:>6}  {waited:>9}{by(j)}  attempt {j.attempt}  {_command(j)}", j
             )
             lines.append(f"{line}  waits: {j.note}" if j.note else line)
     for state, title, counter in (
@@ -118,7 +130,7 @@ def format_status(status: Message, count: int) -> str:
         lines.append(f"-- {title} jobs (first {min(count, len(jobs))} of {total}):")
         for j in jobs:
             waited = _duration((now_ns - j.submit_ns) / 1e9) if j.submit_ns else "?"
-            line = _with_request(f"  {j.jobid:>6}  {waited:>9}  {_command(j)}", j)
+            line = _with_request(f"  {j.jobid:>6}  {waited:>9}{by(j)}  {_command(j)}", j)
             lines.append(f"{line}  waits: {j.note}" if j.note else line)
     return "\n".join(lines)
 
@@ -228,7 +240,18 @@ def format_workers(workers: list[dict]) -> str:
 
 # ----------------------------------------------------------------------------- goq jobs
 
-_JOB_COLUMNS = ("ID", "NAME", "STATE", "EXIT", "COMMAND", "WORKER", "SUBMITTED", "WAITED", "RAN")
+_JOB_COLUMNS = (
+    "ID",
+    "NAME",
+    "OWNER",
+    "STATE",
+    "EXIT",
+    "COMMAND",
+    "WORKER",
+    "SUBMITTED",
+    "WAITED",
+    "RAN",
+)
 
 
 def short_duration(seconds: float) -> str:
@@ -314,6 +337,7 @@ def _job_row(job: Job, now_ns: int) -> tuple[str, ...]:
     return (
         str(job.jobid),
         _shorten(job.name, 20) if job.name else "-",
+        _shorten(job.owner, 20) if job.owner else "-",
         state,
         exit_text(job),
         _shorten(command_text(job), 40),
@@ -329,7 +353,7 @@ def format_jobs(jobs: list[Job], now_ns: int | None = None) -> str:
     now_ns = time.time_ns() if now_ns is None else now_ns
     rows = [_JOB_COLUMNS, *(_job_row(job, now_ns) for job in jobs)]
     widths = [max(len(row[i]) for row in rows) for i in range(len(_JOB_COLUMNS))]
-    right = {0, 3, 7, 8}  # numbers and durations line up on the right
+    right = {0, 4, 8, 9}  # numbers and durations line up on the right
     return "\n".join(
         "  ".join(
             cell.rjust(width) if i in right else cell.ljust(width)
@@ -448,6 +472,7 @@ def format_show(
     rows += [
         ("directory", _printable(job.dir) or "-"),
         ("submitted by", _printable(f"{job.user or '?'}@{job.host or '?'}")),
+        ("owner", _printable(job.owner) if job.owner else "-"),
         ("asked", _asked(job)),
         ("given gpus", job.gpu_ids or "-"),
         ("priority", str(job.priority)),

@@ -193,6 +193,8 @@ def _build_job(b: Any, job: Job) -> None:
         b.timeLimitMs = job.time_limit_ms
     if job.out_base:
         b.outBase = job.out_base
+    if job.owner:
+        b.owner = job.owner.encode(_UTF8, _SURR)
 
 
 def _job_ids(ids: list[int]) -> list[int]:
@@ -310,6 +312,7 @@ def _read_job(j: Any, resources_r: Any) -> Job:
         retried=get("retried"),
         time_limit_ms=get("timeLimitMs"),
         out_base=get("outBase"),
+        owner=get("owner").decode(_UTF8, _SURR),
     )
 
 

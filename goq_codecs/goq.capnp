@@ -49,6 +49,7 @@ struct Job {
   retried @33 :Int64;      # retries used so far
   timeLimitMs @34 :Int64;  # 0: no limit
   outBase @35 :Int64;      # bytes of its output written by earlier attempts
+  owner @36 :Data;         # the principal that submitted it (set by the server)
 }
 
 struct Counter {           # a counter of Message, or a named resource of Job

@@ -5,7 +5,7 @@ so a hostile frame costs at most about 8 times its own size in memory (a blob of
 separators, split into a list of empty strings), and anything malformed raises CodecError.
 
 Layout (little-endian):
-  head     B version (4), B kind, B strings mode, I njobs, I ncounters, I nstrings,
+  head     B version (5), B kind, B strings mode, I njobs, I ncounters, I nstrings,
            I len(nonce), I len(reply_to), I len(data), I len(string blob), I nids
   ints     (6 + 27 * njobs + ncounters) x int64:
            sendtime_ns, jobid, attempt, count, wait_ms, offset;
@@ -20,14 +20,15 @@ Layout (little-endian):
   bytes    nonce, reply_to, data
   blob     every string, concatenated, as UTF-8 (lone surrogates pass through, so any str
            survives): workerid, host, text; per job cmd, dir, host, user, workerid,
-           workerhost, note, gpu_ids, name, *args, *env, *resources as "NAME=N"; then each
-           counter's name. Mode 0 (the usual one): the strings are joined by NUL, none
+           workerhost, note, gpu_ids, name, owner, *args, *env, *resources as "NAME=N"; then
+           each counter's name. Mode 0 (the usual one): the strings are joined by NUL, none
            contains NUL. Mode 1: any string may contain NUL; the lengths table splits the blob.
 All strings share one blob so that encoding and decoding cost one codec call, not one per string
 (splitting on NUL is 5x faster than slicing by lengths in Python, hence mode 0).
 
-The version byte changes whenever the layout does (3: before the workflow fields of Job); a
-message of another version is refused with a CodecError that names both versions.
+The version byte changes whenever the layout does (3: before the workflow fields of Job; 4:
+before its owner); a message of another version is refused with a CodecError that names both
+versions.
 """
 
 from __future__ import annotations
@@ -41,14 +42,14 @@ from itertools import accumulate
 from goq_core.errors import CodecError
 from goq_core.messages import Job, JobState, Kind, Message
 
-VERSION = 4
+VERSION = 5
 _HEAD = struct.Struct("<BBBIIIIIIII")
 _SEP = "\x00"
 _SPLIT = 0  # strings joined by NUL
 _SIZED = 1  # strings concatenated, with a lengths table
 _MSG_INTS = 6
 _JOB_INTS = 27
-_JOB_STRS = 9
+_JOB_STRS = 10
 _KINDS = {int(k): k for k in Kind}
 _STATES = {int(s): s for s in JobState}
 _UTF8 = "utf-8"
@@ -63,7 +64,7 @@ _JOB_FIELDS = (
     "jobid cmd args shell dir env host user state attempt workerid workerhost pid exit_status"
     " submit_ns start_ns end_ns out_bytes note cpus mem gpus resources priority gpu_ids"
     " name after after_any array_id array_index array_max retries retry_delay_ms retried"
-    " time_limit_ms out_base"
+    " time_limit_ms out_base owner"
 )
 
 
@@ -145,6 +146,7 @@ class RawCodec:
                     j.note,
                     j.gpu_ids,
                     j.name,
+                    j.owner,
                 )
                 strs += args
                 strs += env
@@ -314,7 +316,9 @@ def _decode(data: bytes) -> Message:
             raise CodecError(f"unknown job state {state}")
         if shell != 0 and shell != 1:
             raise CodecError(f"bad shell flag {shell}")
-        cmd, dir_, host, user, workerid, workerhost, note, gpu_ids, name = strs[si : si + _JOB_STRS]
+        cmd, dir_, host, user, workerid, workerhost, note, gpu_ids, name, owner = strs[
+            si : si + _JOB_STRS
+        ]
         si += _JOB_STRS
         args = strs[si : si + nargs]
         si += nargs
@@ -362,6 +366,7 @@ def _decode(data: bytes) -> Message:
                 retried,
                 time_limit_ms,
                 out_base,
+                owner,
             )
         )
     if si + ncounters != nstrs:

@@ -28,9 +28,9 @@ from typing import Any
 from goq_core import idranges
 from goq_core.arrayspec import ArraySpec, parse_array
 from goq_core.config import ENV_NAMES, Settings, _parse, load_settings
+from goq_core.credentials import load_secret
 from goq_core.errors import GoqError
 from goq_core.jobquery import DEFAULT_LIMIT, MAX_LIST, JobQuery
-from goq_core.keys import load_key
 from goq_core.limits import MAX_INT
 from goq_core.messages import Job
 from goq_core.options import (
@@ -47,6 +47,7 @@ from goq_core.options import (
     parse_states,
 )
 from goq_core.plugins import Plugins
+from goq_core.principals import name_problem
 from goq_core.records import STATES, JobRecord
 from goq_core.roles import client as lowlevel
 
@@ -99,7 +100,7 @@ class Client:
         else:
             env = {"GOQ_HOME": os.fspath(home)}
         self._settings = _settings(env, overrides)
-        key = load_key(self._settings.home)
+        key = load_secret(self._settings)
         self._client = lowlevel.Client(self._settings, key, Plugins(lazy=True))
         self._host, self._user = _origin()
 
@@ -277,13 +278,16 @@ class Client:
         since: float | str | timedelta | datetime | None = None,
         limit: int = DEFAULT_LIMIT,
         before: int | None = None,
+        owner: str | None = None,
+        mine: bool = False,
     ) -> list[JobRecord]:
         """Jobs, newest first, as `goq jobs`: `state` one of waiting, blocked, held, running,
         finished, failed, cancelled, timeout or all (or several: a list, or "failed,timeout";
         default all); `name` a job name; `since` how long ago (seconds, "7d", a timedelta) or
         when (a datetime) the ended ones ended, "all" for any time (default: 24 h; jobs not
         ended are always listed); `limit` 1 to 10,000; `before` only ids below this (the next
-        page after one whose last id it is)."""
+        page after one whose last id it is); `owner` only the jobs of this principal (a
+        credential's name), `mine` only those of the principal this client acts as."""
         if state is None:
             states = frozenset(STATES)
         else:
@@ -308,7 +312,16 @@ class Client:
         if since is None:
             since = DEFAULT_SINCE_S
         since_ns = 0 if since == "all" else _when_ns("since", since)
-        query = JobQuery(states, name, since_ns, before, limit)
+        if mine:
+            mine_is = self._client.principal.name
+            if owner is not None and owner != mine_is:
+                raise InvalidValue(f"invalid value for owner: {owner!r} with mine ({mine_is!r})")
+            owner = mine_is
+        if owner is not None:
+            problem = name_problem(owner) if isinstance(owner, str) else "it is not a str"
+            if problem is not None:
+                raise InvalidValue(f"invalid value for owner: {problem}")
+        query = JobQuery(states, name, since_ns, before, limit, owner)
         return [JobRecord.from_job(job) for job in self._client.jobs(query)]
 
     def show(self, jobid: int) -> JobRecord:

@@ -15,6 +15,8 @@ time limit gets SIGTERM to its process group, then SIGKILL this much later.
 GOQ_HISTORY_DAYS (default 30) is the server's: ended jobs older than this leave the history.
 GOQ_OUTPUT_ROOTS (default empty: anywhere) is the server's: the only directories, separated by
 ':', under which it writes job output (see goq_core.roles.output).
+GOQ_CRED (or --cred) names the credential file a command uses (goq_core.credentials); it is
+per host and per user, so it is never written to the settings file.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ class Settings:
     kill_grace_sec: float = 10.0  # a worker: SIGTERM to SIGKILL of a job at its time limit
     history_days: float = 30.0  # the server: ended jobs older than this leave the history
     output_roots: str = ""  # the server: ":"-separated directories output may go under ("": any)
+    cred: str = ""  # the credential file to use (GOQ_CRED or --cred; never in the settings file)
 
     @property
     def address(self) -> str:
@@ -146,15 +149,19 @@ def load_settings(
         raw = env.get(envname, "")
         if raw:
             values[name] = _parse(name, raw, "the environment")
+    cred = env.get("GOQ_CRED", "")
     for name, value in (overrides or {}).items():
         if value is None:
+            continue
+        if name == "cred":
+            cred = str(value)
             continue
         if name not in ENV_NAMES:
             raise ValueError(f"unknown setting {name!r}; known: {', '.join(ENV_NAMES)}")
         values[name] = _parse(name, str(value), "the command line")
     if "jserv_ip" not in values:
         values["jserv_ip"] = default_ip()
-    return Settings(home=home, **values)
+    return Settings(home=home, cred=cred, **values)
 
 
 def save_settings(settings: Settings) -> str:

@@ -152,13 +152,15 @@ class Store(Protocol):
         since_ns: int,
         before_jobid: int | None,
         limit: int,
+        owner: str | None = None,
     ) -> list[Job]:
         """Ended jobs (FINISHED, CANCELLED, TIMEOUT), newest first (jobid descending), at most
         `limit` (0 to HISTORY_LIMIT_MAX; ValueError beyond, or for a name not in
         HISTORY_STATES). Only those whose way of ending is in `states` (see HISTORY_STATES;
         empty: none); of name `name` unless it is None ("" is the name of unnamed jobs); that
         ended at `since_ns` or later when it is > 0; whose jobid is below `before_jobid` unless
-        it is None (the next page: the last jobid of the previous one). Every field is read
+        it is None (the next page: the last jobid of the previous one); submitted by `owner`
+        (a principal's name) unless it is None. Every field is read
         except the environment (env is []). A damaged record is left out (`get_job` says why).
         Answers from indexes, without reading the whole history (within milliseconds with a
         million ended jobs)."""

@@ -44,13 +44,13 @@ def create_key(home: str) -> str:
     tmp = os.path.join(d, f".{KEY_FILE}.{os.getpid()}.tmp")
     key = os.urandom(KEY_BYTES)
     try:
-        _write_private(tmp, key)
+        write_private(tmp, key)
         try:
             os.link(tmp, path)
         except OSError as e:
             if e.errno not in _NO_HARD_LINKS:
                 raise
-            _write_private(path, key)  # O_EXCL still never replaces an existing key
+            write_private(path, key)  # O_EXCL still never replaces an existing key
         _fsync_dir(d)
     except FileExistsError:
         raise _exists(path, d) from None
@@ -93,7 +93,7 @@ def load_key(home: str) -> bytes:
     return data
 
 
-def _write_private(path: str, data: bytes) -> None:
+def write_private(path: str, data: bytes) -> None:
     """Write `data` to a new file only its owner can read, and flush it to disk."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:

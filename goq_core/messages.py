@@ -54,6 +54,8 @@ class Kind(IntEnum):
     SHOW = 18  # jobid; reply JOB_RECORD or NOT_KNOWN
     FORGET = 19  # text: job ids (idranges), or offset: forget those ended before (ns since the
     # epoch); reply ACK (count: how many removed from history; live jobs never are)
+    REVOKE = 36  # text: a credential name: its credentials issued until now are refused from
+    # now on (durable); "" only lists; reply ACK, text: JSON {"revoked": {name: ns}} (admin)
 
     # replies (server -> client or worker)
     SUBMITTED = 20  # jobid: first new id, count: how many (ids are consecutive)
@@ -72,6 +74,7 @@ class Kind(IntEnum):
     WORKER_LIST = 32  # text: a JSON document {"workers": [...]} (see docs/scheduling.md)
     JOB_IDS = 33  # text: job ids (see idranges), count: how many
     JOB_LIST = 34  # jobs: the jobs found, newest first (no environments)
+    DENIED = 37  # text: why this request's credential may not make it (goq_core.kernel.access)
     JOB_RECORD = 35  # jobs=[the job, with its environment]; text: JSON {"attempts": [...],
     # "output_path": str} (attempts as goq_core.records.attempt_to_dict)
 
@@ -131,6 +134,7 @@ class Job:
     retried: int = 0  # retries used so far
     time_limit_ms: int = 0  # killed (TIMEOUT) after running this long (0: no limit)
     out_base: int = 0  # bytes of its output file written by earlier attempts (retries)
+    owner: str = ""  # the principal that submitted it (set by the server, never by a client)
 
 
 @dataclass(slots=True)

@@ -102,6 +102,7 @@ class JobRecord:
     shell: bool
     directory: str
     user: str | None
+    owner: str | None  # the principal (credential name) that submitted it
     submit_host: str | None
     worker: str | None  # of its last attempt
     worker_host: str | None
@@ -150,6 +151,7 @@ class JobRecord:
             shell=job.shell,
             directory=job.dir,
             user=job.user or None,
+            owner=job.owner or None,
             submit_host=job.host or None,
             worker=job.workerid or None,
             worker_host=job.workerhost or None,

@@ -1,8 +1,11 @@
 """Frames on the wire: a small plaintext header, then a Message encoded by the codec and sealed
 by the cipher with the header as associated data. Also the plaintext error frame.
 
-Layout: b"GQ" + version (1 byte) + type (b"M" message | b"E" error) + for M: label length
-(1 byte) + label ("codec/cipher", ascii) + sealed body; for E: utf-8 text. Peers whose labels
+Layout: b"GQ" + version (1 byte) + type (b"M" message | b"C" credential's message | b"E"
+error) + for M and C: label length (1 byte) + label ("codec/cipher", ascii) + for C: principal
+length (1 byte) + principal text (goq_core.principals) + sealed body; for E: utf-8 text.
+An M frame is sealed with the cluster's root secret, a C frame with the key of the credential
+its principal names (goq_core.credentials); replies use the request's. Peers whose labels
 differ get a clear error frame back instead of silence.
 """
 
@@ -15,10 +18,12 @@ from goq_core.drops import BAD_CODEC, BAD_SIG, GARBAGE, MISMATCH, TOO_BIG
 from goq_core.errors import BadFrame, CipherError, CodecError
 from goq_core.interfaces import DEFAULT_MAX_FRAME, Cipher, Codec
 from goq_core.messages import Message
+from goq_core.principals import Principal
 
 MAGIC = b"GQ"
 VERSION = 1
 _MSG = ord("M")
+_CRED = ord("C")
 _ERR = ord("E")
 _ERR_HEADER = MAGIC + bytes((VERSION, _ERR))
 
@@ -38,14 +43,26 @@ def error_text(frame: bytes) -> str | None:
 class Wire:
     """Packs and unpacks Messages with one codec and one cipher."""
 
-    __slots__ = ("codec", "cipher", "label", "header", "max_frame")
+    __slots__ = ("codec", "cipher", "label", "header", "max_frame", "principal")
 
-    def __init__(self, codec: Codec, cipher: Cipher, max_frame: int = DEFAULT_MAX_FRAME) -> None:
+    def __init__(
+        self,
+        codec: Codec,
+        cipher: Cipher,
+        max_frame: int = DEFAULT_MAX_FRAME,
+        principal: Principal | None = None,
+    ) -> None:
+        """`principal`: the credential `cipher`'s key belongs to (None: the root secret)."""
         self.codec = codec
         self.cipher = cipher
         self.label = f"{codec.name}/{cipher.name}"
+        self.principal = principal
         raw = self.label.encode("ascii")
-        self.header = MAGIC + bytes((VERSION, _MSG, len(raw))) + raw
+        if principal is None:
+            self.header = MAGIC + bytes((VERSION, _MSG, len(raw))) + raw
+        else:
+            who = principal.text().encode("ascii")
+            self.header = MAGIC + bytes((VERSION, _CRED, len(raw))) + raw + bytes((len(who),)) + who
         self.max_frame = max_frame
 
     def pack(self, msg: Message) -> bytes:
@@ -62,15 +79,27 @@ class Wire:
         header = self.header
         n = len(header)
         if frame[:n] != header:
-            if frame[:2] != MAGIC or len(frame) < 5 or frame[3] != _MSG:
-                raise BadFrame(GARBAGE, "not a goq frame")
-            theirs = bytes(frame[5 : 5 + frame[4]]).decode("ascii", "replace")
+            self.check_label(frame)
+            raise BadFrame(GARBAGE, "a frame sealed for another credential")
+        return self.open_body(frame)
+
+    def check_label(self, frame: bytes) -> None:
+        """BadFrame unless `frame` is a message frame with this end's codec/cipher label."""
+        if frame[:2] != MAGIC or len(frame) < 5 or frame[3] not in (_MSG, _CRED):
+            raise BadFrame(GARBAGE, "not a goq frame")
+        theirs = bytes(frame[5 : 5 + frame[4]])
+        if theirs != self.header[5 : 5 + self.header[4]]:
             raise BadFrame(
                 MISMATCH,
-                f"peer speaks codec/cipher {theirs!r} but this end speaks {self.label!r}",
+                f"peer speaks codec/cipher {theirs.decode('ascii', 'replace')!r} but this end "
+                f"speaks {self.label!r}",
             )
+
+    def open_body(self, frame: bytes) -> Message:
+        """Open and decode the sealed body of a frame that starts with this wire's header."""
+        header = self.header
         try:
-            plain = self.cipher.open(frame[n:], header)
+            plain = self.cipher.open(frame[len(header) :], header)
         except CipherError as exc:
             raise BadFrame(BAD_SIG, str(exc)) from None
         try:

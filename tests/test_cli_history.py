@@ -115,6 +115,7 @@ JOBS = [
         start_ns=NOW - 60 * S,
         attempt=1,
         name="align",
+        owner="alice",
     ),
     Job(
         jobid=4,
@@ -139,6 +140,7 @@ def test_jobs_table() -> None:
     assert lines[0].split() == [
         "ID",
         "NAME",
+        "OWNER",
         "STATE",
         "EXIT",
         "COMMAND",
@@ -147,13 +149,13 @@ def test_jobs_table() -> None:
         "WAITED",
         "RAN",
     ]
-    assert lines[1].split()[:5] == ["5", "align", "running", "-", "sleep"]
+    assert lines[1].split()[:6] == ["5", "align", "alice", "running", "-", "sleep"]
     assert lines[1].split()[-2:] == ["5.0s", "1m00s"]  # waited; ran so far
-    assert lines[2].split()[:4] == ["4", "-", "failed", "3"]
+    assert lines[2].split()[:5] == ["4", "-", "-", "failed", "3"]
     assert "echo a\\nexit 3" in lines[2]  # one line per job, whatever the shell line
     assert lines[2].split()[-2:] == ["1.0s", "17.0s"]
     assert "sig 15" in lines[3] and "timeout" in lines[3] and "x" * 37 + "..." in lines[3]
-    assert lines[4].split()[:4] == ["2", "-", "cancelled", "-"]
+    assert lines[4].split()[:5] == ["2", "-", "-", "cancelled", "-"]
     assert "failed" in lines[5] and "sig 9" in lines[5]
     assert len({len(line) for line in lines[:4]}) <= 2  # aligned columns
 
@@ -395,7 +397,7 @@ def test_history_on_a_real_server(tmp_path: Path) -> None:
         lines = out.splitlines()
         assert lines[0].split()[0] == "ID"
         rows = {int(line.split()[0]): line.split() for line in lines[1:]}
-        assert rows[ok][2:4] == ["finished", "0"] and rows[bad][2:4] == ["failed", "4"]
+        assert rows[ok][2:5] == ["admin", "finished", "0"] and rows[bad][3:5] == ["failed", "4"]
         assert c.ok("jobs", "--state", "failed").count("\n") == 2
 
         c.stop(c.server)

@@ -226,6 +226,7 @@ def rich_job(jobid: int = 7, **kw) -> Job:
         retries=3,
         retried=1,
         time_limit_ms=60_000,
+        owner="alice",
     )
     fields.update(kw)
     return Job(**fields)

@@ -125,7 +125,8 @@ def every_field_set() -> Message:
               note="n", cpus=0, mem=2**40, gpus=2, resources={"lic": 1, "a=b": -(2**63)},
               priority=-5, gpu_ids="0,2", name="nm\udce9", after=[0, 2**63 - 1],
               after_any=[5], array_id=11, array_index=12, array_max=13, retries=14,
-              retry_delay_ms=15, retried=16, time_limit_ms=17, out_base=-18)  # fmt: skip
+              retry_delay_ms=15, retried=16, time_limit_ms=17, out_base=-18,
+              owner="ön\udce9")  # fmt: skip
     msg = Message(Kind.STATUS, nonce=b"\x00\x01", sendtime_ns=5, reply_to=b"\xff", workerid="w",
                   host="h", jobid=6, attempt=7, count=8, wait_ms=9, offset=10, data=b"d",
                   text="t", jobs=[job, Job()], counters={"a": 1, "b": -(2**63)})  # fmt: skip
@@ -345,8 +346,8 @@ def test_raw_job_id_count_beyond_the_ids_is_a_codec_error(count: int) -> None:
 
 def test_raw_peer_of_another_format_version_gets_a_clear_error() -> None:
     data = bytearray(RawCodec().encode(Message(Kind.ACK)))
-    assert data[0] == VERSION == 4
-    for old in (3, 5):
+    assert data[0] == VERSION == 5
+    for old in (4, 6):
         data[0] = old
         with pytest.raises(CodecError, match=f"version {old}.*version {VERSION}"):
             RawCodec().decode(bytes(data))

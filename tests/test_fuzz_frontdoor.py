@@ -1,5 +1,6 @@
 """The server's front door under fire: thousands of random, truncated, mis-sealed, tampered,
-replayed, skewed, undecodable and oversized frames at a live server (zmq, raw, aes-gcm).
+replayed, skewed, undecodable and oversized frames at a live server (zmq, raw, aes-gcm), and
+frames sealed for credentials that are forged, tampered, cut or name made-up principals.
 
 Every bad frame must get a refusal and be counted in exactly one drop counter, so the counters
 add up to the frames sent; none may change the queue; and the server must still run a job from
@@ -20,9 +21,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from goq_core.config import Settings
+from goq_core.credentials import issue
 from goq_core.drops import BAD_CODEC, BAD_SIG, DROP_COUNTERS, GARBAGE, REPLAY, TOO_BIG
 from goq_core.messages import Job, Kind, Message
 from goq_core.plugins import Plugins
+from goq_core.principals import SUBMIT, Principal, Secret
 from goq_core.roles.client import Client
 from goq_core.roles.server import Server, ServerOptions, output_path
 from goq_core.wire import MAGIC, Wire, error_text
@@ -105,6 +108,11 @@ CASES = st.one_of(
     st.tuples(st.just("skewed"), st.sampled_from([-1, 1])),
     st.tuples(st.just("replayed"), st.just(0)),
     st.tuples(st.just("too-big"), st.integers(1, 4096)),
+    # frames sealed for a credential (goq_core.gate): forged, tampered, cut, made-up principals
+    st.tuples(st.just("cred-forged"), st.sampled_from(["work", "submit", "admin"])),
+    st.tuples(st.just("cred-flipped"), st.tuples(st.integers(min_value=0), st.integers(0, 7))),
+    st.tuples(st.just("cred-truncated"), st.integers(min_value=0)),
+    st.tuples(st.just("cred-principal"), st.binary(max_size=80)),
 )
 
 
@@ -135,9 +143,36 @@ def _bad_frame(d: Door, kind: str, p) -> tuple[bytes, str | None]:
         first = d.wire.unpack(d.end.request(frame, LONG))  # the original is served
         assert first.kind == Kind.STATUS
         return frame, REPLAY
+    if kind.startswith("cred-"):
+        return _credential_frame(d, kind, p)
     assert kind == "too-big"
     big = d.wire.pack(Message(Kind.OUTPUT, data=bytes(MAX_FRAME + p)))
     return big, TOO_BIG
+
+
+def _credential_frame(d: Door, kind: str, p) -> tuple[bytes, str | None]:
+    now = time.time_ns()
+    if kind == "cred-forged":  # a credential whose key the root secret did not make
+        forged = Secret(os.urandom(32), Principal(p, "mallory", now - 1, 0))
+        return _submit_frame(d, _cred_wire(d, forged)), BAD_SIG
+    real = _cred_wire(d, issue(d.key, SUBMIT, "fuzzer", now - 1))
+    if kind == "cred-flipped":
+        frame = bytearray(_submit_frame(d, real))
+        pos, bit = p
+        frame[pos % len(frame)] ^= 1 << bit
+        return bytes(frame), None
+    if kind == "cred-truncated":
+        frame = _submit_frame(d, real)
+        return frame[: p % len(frame)], None
+    assert kind == "cred-principal"  # whatever bytes where the principal goes
+    label = real.label.encode("ascii")
+    head = MAGIC + bytes((1, ord("C"), len(label))) + label + bytes((len(p),)) + p
+    return head + real.cipher.seal(b"x" * 40, head), None
+
+
+def _cred_wire(d: Door, secret: Secret) -> Wire:
+    cipher = PLUGINS.cipher(d.settings.cipher, secret.key)
+    return Wire(d.wire.codec, cipher, principal=secret.principal)
 
 
 def _drops(d: Door) -> dict[str, int]:

@@ -67,6 +67,7 @@ def test_kernel_pulls_in_only_pure_goq_modules() -> None:
         "goq_core.arrayspec",  # arrays as text: pure
         "goq_core.jobquery",  # goq jobs queries as JSON text: pure
         "goq_core.attempts",  # records of attempts: pure
+        "goq_core.principals",  # who sends a request (role, name): pure data
     )
     for mod in _kernel_closure():
         assert mod == "goq_core" or mod.startswith(allowed_prefixes), mod

@@ -110,6 +110,7 @@ def full_job() -> Job:
         retried=1,
         time_limit_ms=60_000,
         out_base=4096,
+        owner="alice@lab",
     )
 
 
@@ -693,7 +694,7 @@ def test_version_1_store_is_migrated_and_keeps_its_jobs(tmp_path: Path) -> None:
     store.save([replace(state.jobs[0], note="moved")], {"nextJobId": 5}, [(b"n", 1)])
     store.close()
     db = sqlite3.connect(tmp_path / FILENAME)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
     names = {r[0] for r in db.execute("SELECT name FROM sqlite_schema")}
     assert {"jobs", "jobs_live", "quarantine", "nonces", "nonces_time"} <= names
     assert "jobs_v1" not in names
@@ -803,7 +804,7 @@ def test_version_2_store_is_migrated_with_default_requests(tmp_path: Path) -> No
     store.save([asked], {})
     store.close()
     db = sqlite3.connect(tmp_path / FILENAME)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
     names = {r[0] for r in db.execute("SELECT name FROM sqlite_schema")}
     assert {"jobs", "jobs_live", "jobs_asking", "jobs_flow", "quarantine"} <= names
     assert "quarantine_jobid" in names

@@ -396,7 +396,7 @@ def test_the_version_3_schema_is_frozen() -> None:
     assert sqlite_store._JOBS_V3_DDL == JOBS_V3
     assert sqlite_store._JOBS_ASKING_V3 == JOBS_ASKING_V3
     assert "NOT IN (3, 4)" in sqlite_store._JOBS_LIVE_V2
-    assert sqlite_store._JOBS_DDL != JOBS_V3 and SCHEMA_VERSION == 4
+    assert sqlite_store._JOBS_DDL != JOBS_V3 and SCHEMA_VERSION == 5
 
 
 def make_v3_store(home: Path, loose: bool = False) -> None:
@@ -461,7 +461,7 @@ def test_version_3_store_is_migrated_with_default_workflow_fields(tmp_path: Path
     store.close()
 
     db = sqlite3.connect(tmp_path / FILENAME)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 4
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 5
     sql = dict(db.execute("SELECT name, sql FROM sqlite_schema"))
     assert sql["jobs"] == sqlite_store._JOBS_DDL and "jobs_v3" not in sql
     for name in ("jobs_live", "jobs_asking", "jobs_flow"):  # rebuilt for the v4 ended states

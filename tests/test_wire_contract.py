@@ -196,6 +196,7 @@ def rich_message(kind: Kind) -> Message:
         start_ns=1_700_000_001_123_456_789,
         end_ns=1_700_000_002_123_456_789,
         out_bytes=2**33 + 1,
+        owner="alice@lab",
     )
     return Message(
         kind,

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from goq_core.attempts import Attempt
 from goq_core.jobquery import JobQuery
 from goq_core.messages import Job, Message
+from goq_core.principals import ROOT, Principal
 
 
 @dataclass(slots=True)
@@ -99,6 +100,7 @@ class ShowJob:
     reply_to: bytes
     jobid: int
     job: Job | None
+    viewer: Principal = ROOT  # who asks: the environment is shown only to its owner and admins
 
 
 @dataclass(slots=True)

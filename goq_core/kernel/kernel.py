@@ -63,6 +63,7 @@ from goq_core.attempts import (
 )
 from goq_core.drops import REPLAY
 from goq_core.jobquery import parse as parse_query
+from goq_core.kernel.access import REVOKED, may_change, refusal
 from goq_core.kernel.actions import (
     Action,
     Forget,
@@ -107,6 +108,7 @@ from goq_core.kernel.validation import request_problem
 from goq_core.kernel.waitq import WaitQueue
 from goq_core.limits import MAX_STAT_LIST
 from goq_core.messages import Job, JobState, Kind, Message
+from goq_core.principals import ADMIN, ROOT, Principal
 
 _NS = 1_000_000_000
 _INTERN_LIMIT = 16384
@@ -124,6 +126,7 @@ _REMEMBERED = frozenset(
         Kind.HOLD,
         Kind.RELEASE,
         Kind.FORGET,
+        Kind.REVOKE,
     }
 )
 _KNOWN_OUTCOMES = 100_000  # outcomes learned from the store kept at most (then forgotten)
@@ -202,6 +205,7 @@ class Counters:
     refused: int = 0  # requests refused at the front door (malformed, or store unwritable)
     errors: int = 0  # requests whose handling failed unexpectedly (see the server's log)
     undelivered: int = 0  # dispatches whose worker was gone: put back at once
+    denied: int = 0  # requests refused because the credential's role may not make them
     timed_out: int = 0  # jobs killed at their time limit
     retried: int = 0  # failed runs run again
     drops: dict[str, int] = field(default_factory=dict)
@@ -232,6 +236,8 @@ class Kernel:
         self.ended: OrderedDict[int, Job] = OrderedDict()  # the last few ended jobs
         self.drained: set[str] = set()  # worker names that get no new jobs (durable)
         self._drain_changed: dict[str, int] = {}  # drained/NAME counters to save (1 or 0)
+        self.revoked: dict[str, int] = {}  # credential name -> ns revoked at (durable)
+        self._principal = ROOT  # who sent the request being handled (set by handle)
         self.offers_seen: dict[str, Capacity] = {}  # every worker's offer since start
         self._nowhere: dict[Shape, str | None] = {}  # shape -> why it fits no worker (cache)
         self._reservation: tuple[int, str] | None = None  # (head jobid, worker keeping room)
@@ -278,6 +284,9 @@ class Kernel:
         c.retried = counters.get("retriedCount", 0)
         self.drained = {
             k[len(DRAINED) :] for k, v in counters.items() if k.startswith(DRAINED) and v
+        }
+        self.revoked = {
+            k[len(REVOKED) :]: v for k, v in counters.items() if k.startswith(REVOKED) and v
         }
         for jobid, (state, exit_status) in (outcomes or {}).items():
             self._known[jobid] = outcome_of(state, exit_status)
@@ -335,18 +344,29 @@ class Kernel:
         }
         if self._drain_changed:
             counters.update((DRAINED + k, v) for k, v in self._drain_changed.items())
+        if self.revoked:
+            counters.update((REVOKED + k, v) for k, v in self.revoked.items())
         return counters
 
     # ----------------------------------------------------------------------------- inputs
 
-    def handle(self, msg: Message, peer: Hashable, now: float) -> list[Action]:
-        """Process one authenticated request; return what to do."""
+    def handle(
+        self, msg: Message, peer: Hashable, now: float, principal: Principal = ROOT
+    ) -> list[Action]:
+        """Process one authenticated request from `principal`; return what to do."""
         out: list[Action] = []
-        if not self.replay.admit(msg.nonce, msg.sendtime_ns, int(now * _NS)):
+        now_ns = int(now * _NS)
+        if not self.replay.admit(msg.nonce, msg.sendtime_ns, now_ns):
             self.note_drop(REPLAY)
             text = "message dropped: replayed, or sent more than the allowed clock skew away"
             out.append(Reply(peer, Message(Kind.ERROR, reply_to=msg.nonce, text=text)))
             return out
+        if principal is not ROOT:
+            denied = refusal(principal, msg, now_ns, self.revoked)
+            if denied is not None:
+                self.counters.denied += 1
+                out.append(Reply(peer, Message(Kind.DENIED, reply_to=msg.nonce, text=denied)))
+                return out
         if self.stopping:
             out.append(Reply(peer, Message(Kind.GOING_AWAY, reply_to=msg.nonce)))
             return out
@@ -355,6 +375,7 @@ class Kernel:
         if why is not None:
             self._refuse(msg, peer, why, out)
             return out
+        self._principal = principal
         if msg.kind in _REMEMBERED:
             out.append(Remember(msg.nonce, msg.sendtime_ns))
         try:
@@ -469,6 +490,7 @@ class Kernel:
             template = jobs[0]
             self._intern_fields(template)
             template.submit_ns = int(now * _NS)
+            template.owner = self._principal.name
             if template.state != HELD and not (template.after or template.after_any):
                 template.state = NEW
                 template.attempt = template.retried = template.out_base = 0
@@ -482,6 +504,7 @@ class Kernel:
             jobs = expand(template, _wire_array(msg.text), first)
         env: list[str] = []
         now_ns = int(now * _NS)
+        owner = self._principal.name
         for job in jobs:  # a job with no env inherits the one before it (batches share one)
             if not msg.text:
                 if job.env:
@@ -499,6 +522,7 @@ class Kernel:
             job.gpu_ids = ""
             job.note = ""
             job.submit_ns = now_ns
+            job.owner = owner
             self._admit(job, hold, now, out)
             if self._notify:
                 out.append(Notify("submitted", job))
@@ -715,6 +739,9 @@ class Kernel:
         if job is None:
             self._about_ended(msg, peer, out, "job %d has already ended")
             return
+        if not may_change(self._principal, job):
+            self._deny(msg, peer, f"cancel job {jobid}: it belongs to {job.owner}", out)
+            return
         was = "running" if job.state == RUNNING else job.state.name.lower()
         self._cancel(job, "by goq kill", now, out)
         text = f"cancelled {was} job {jobid}"
@@ -726,6 +753,7 @@ class Kernel:
     def _cancel_many(self, msg: Message, peer: Hashable, now: float, out: list[Action]) -> None:
         ranges = idranges.parse(msg.text)
         jobs = [job for job in self._live_in(ranges) if job.state not in ENDED]
+        jobs, others = self._own(jobs)
         cancelled = 0
         for job in jobs:
             if job.state not in ENDED:  # else cancelled meanwhile: it depended on one before
@@ -735,8 +763,11 @@ class Kernel:
         text = f"cancelled {cancelled} job(s)"
         if len(jobs) > cancelled:
             text += f" and, with them, {len(jobs) - cancelled} that depended on them"
-        if asked > len(jobs):
-            text += f"; {asked - len(jobs)} of those named had ended or were never jobs"
+        if asked > len(jobs) + len(others):
+            gone = asked - len(jobs) - len(others)
+            text += f"; {gone} of those named had ended or were never jobs"
+        if others:
+            text += f"; not yours, so left alone: {_some(others)}"
         reply = Message(Kind.ACK, reply_to=msg.nonce, count=len(jobs), text=text)
         out.append(Reply(peer, reply))
 
@@ -802,7 +833,8 @@ class Kernel:
 
     def _on_hold(self, msg: Message, peer: Hashable, now: float, out: list[Action]) -> None:
         moved, running = 0, []
-        for job in self._live_in(idranges.parse(msg.text)):
+        jobs, others = self._own(self._live_in(idranges.parse(msg.text)))
+        for job in jobs:
             jobid = job.jobid
             if job.state == HELD:
                 continue
@@ -818,11 +850,14 @@ class Kernel:
         text = f"held {moved} job(s)"
         if running:
             text += f"; running, so not held: {_some(running)}"
+        if others:
+            text += f"; not yours, so left alone: {_some(others)}"
         out.append(Reply(peer, Message(Kind.ACK, reply_to=msg.nonce, count=moved, text=text)))
 
     def _on_release(self, msg: Message, peer: Hashable, now: float, out: list[Action]) -> None:
         moved = 0
-        for job in self._live_in(idranges.parse(msg.text)):
+        jobs, others = self._own(self._live_in(idranges.parse(msg.text)))
+        for job in jobs:
             if job.state != HELD:
                 continue
             del self.held[job.jobid]
@@ -836,6 +871,8 @@ class Kernel:
             out.append(Save(job))
             moved += 1
         text = f"released {moved} job(s)"
+        if others:
+            text += f"; not yours, so left alone: {_some(others)}"
         out.append(Reply(peer, Message(Kind.ACK, reply_to=msg.nonce, count=moved, text=text)))
 
     def _on_jobs(self, msg: Message, peer: Hashable, now: float, out: list[Action]) -> None:
@@ -844,11 +881,12 @@ class Kernel:
         live: list[Job] = []
         states = query.live_states
         if states:
-            name, before = query.name, query.before
+            name, before, owner = query.name, query.before, query.owner
             found = [
                 job
                 for job in self._all_live()
                 if (name is None or job.name == name)
+                and (owner is None or job.owner == owner)
                 and (before is None or job.jobid < before)
                 and state_name(job) in states
             ]
@@ -874,7 +912,7 @@ class Kernel:
                 job.note = self.why_blocked(job)
             elif job.state == WAITING:
                 job.note = self.why_waiting(job) or job.note
-        out.append(ShowJob(peer, msg.nonce, jobid, job))
+        out.append(ShowJob(peer, msg.nonce, jobid, job, self._principal))
 
     def _on_forget(self, msg: Message, peer: Hashable, now: float, out: list[Action]) -> None:
         """Ended jobs leave the history (the store's), and this kernel's memory of them."""
@@ -1017,6 +1055,35 @@ class Kernel:
         text = json.dumps({"workers": listed}, separators=(",", ":"))
         out.append(Reply(peer, Message(Kind.WORKER_LIST, reply_to=msg.nonce, text=text)))
 
+    def _on_revoke(self, msg: Message, peer: Hashable, now: float, out: list[Action]) -> None:
+        """Refuse the credentials of a name issued until now (a credential issued later under
+        the same name is good: rotation). Saved with the batch (the request is remembered)."""
+        if msg.text:
+            self.revoked[msg.text] = int(now * _NS)
+        text = json.dumps({"revoked": self.revoked}, separators=(",", ":"), sort_keys=True)
+        out.append(
+            Reply(peer, Message(Kind.ACK, reply_to=msg.nonce, count=len(self.revoked), text=text))
+        )
+
+    def _own(self, jobs: Iterable[Job]) -> tuple[list[Job], list[int]]:
+        """The jobs the request's principal may change, and the ids of the others."""
+        principal = self._principal
+        if principal.role == ADMIN:
+            return list(jobs), []
+        mine: list[Job] = []
+        others: list[int] = []
+        for job in jobs:
+            if may_change(principal, job):
+                mine.append(job)
+            else:
+                others.append(job.jobid)
+        return mine, others
+
+    def _deny(self, msg: Message, peer: Hashable, what: str, out: list[Action]) -> None:
+        self.counters.denied += 1
+        text = f"this credential ({self._principal}) may not {what}"
+        out.append(Reply(peer, Message(Kind.DENIED, reply_to=msg.nonce, text=text)))
+
     _handlers = {
         Kind.SUBMIT: _on_submit,
         Kind.REQUEST_WORK: _on_request_work,
@@ -1037,6 +1104,7 @@ class Kernel:
         Kind.JOBS: _on_jobs,
         Kind.SHOW: _on_show,
         Kind.FORGET: _on_forget,
+        Kind.REVOKE: _on_revoke,
     }
 
     # ----------------------------------------------------------------------------- matching
@@ -1563,6 +1631,7 @@ class Kernel:
             "duplicateResultCount": c.duplicate_results,
             "staleOutputCount": c.stale_output,
             "refusedCount": c.refused,
+            "deniedCount": c.denied,
             "errorCount": c.errors,
             "undeliveredCount": c.undelivered,
             "nextJobId": self.next_jobid,

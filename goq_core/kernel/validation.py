@@ -39,6 +39,7 @@ from goq_core.limits import (
     MAX_TEXT,
 )
 from goq_core.messages import Job, Kind, Message
+from goq_core.principals import name_problem
 
 _FROM_WORKERS = frozenset({Kind.REQUEST_WORK, Kind.HEARTBEAT, Kind.OUTPUT, Kind.RESULT})
 _MANY = frozenset({Kind.CANCEL, Kind.WAIT})  # with job id 0: about the jobs in `text`
@@ -215,6 +216,8 @@ def request_problem(msg: Message) -> str | None:
         return ids_problem(msg.text)
     elif kind == Kind.SHOW and msg.jobid == 0:
         return "SHOW names a job id"
+    elif kind == Kind.REVOKE and msg.text:
+        return name_problem(msg.text)
     elif kind == Kind.SELECT:
         if len(msg.text) > MAX_NAME or "\x00" in msg.text:
             return f"a job name of more than {MAX_NAME} characters, or with NUL"

@@ -42,6 +42,7 @@ from goq_core.jobquery import JobQuery
 from goq_core.limits import MAX_ARRAY, MAX_FRAME, MAX_JOBS_PER_SUBMIT, MAX_TEXT, SUBMIT_CHUNK_BYTES
 from goq_core.messages import Job, Kind, Message
 from goq_core.plugins import Plugins
+from goq_core.principals import Secret
 from goq_core.records import Attempt, attempt_from_dict
 from goq_core.wire import Wire, error_text
 
@@ -61,11 +62,17 @@ _REQUEST_BYTES = 4096  # a SUBMIT's own fields, the cipher's and the frame's hea
 
 
 class Client:
-    def __init__(self, settings: Settings, key: bytes, plugins: Plugins | None = None) -> None:
+    def __init__(
+        self, settings: Settings, key: bytes | Secret, plugins: Plugins | None = None
+    ) -> None:
         self.settings = settings
         self.plugins = plugins or Plugins()
+        secret = key if isinstance(key, Secret) else Secret(key)
+        self.principal = secret.acting  # who this end acts as (ROOT for the root secret)
         self.wire = Wire(
-            self.plugins.codec(settings.codec), self.plugins.cipher(settings.cipher, key)
+            self.plugins.codec(settings.codec),
+            self.plugins.cipher(settings.cipher, secret.key),
+            principal=secret.principal,
         )
         self.timeout = settings.sendtimeout_ms / 1000
         self._conn: ClientEnd | None = None
@@ -115,7 +122,7 @@ class Client:
             ) from None
         if reply.reply_to != msg.nonce:
             raise GoqError("the server's reply does not answer our request (replayed?)")
-        if reply.kind == Kind.ERROR:
+        if reply.kind == Kind.ERROR or reply.kind == Kind.DENIED:
             raise RemoteError(f"the server refused the request: {reply.text}")
         if reply.kind == Kind.GOING_AWAY:
             raise GoqError(f"the goq server at {self.settings.address} is shutting down")
@@ -332,6 +339,18 @@ class Client:
     def workers(self) -> list[dict]:
         """Every worker the server knows, as in workers_document()."""
         return self.workers_document()["workers"]
+
+    def revoke(self, name: str | None) -> dict[str, int]:
+        """Refuse, from now on, the credentials of `name` issued until now (None: change
+        nothing); either way, every revoked name with when it was revoked (ns). Admin only."""
+        reply = self.call(Message(Kind.REVOKE, text=name or ""))
+        if reply.kind != Kind.ACK:
+            raise GoqError(f"unexpected reply to revoke: {reply.kind.name}")
+        try:
+            revoked = json.loads(reply.text)["revoked"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise GoqError(f"unreadable revocation list from the server: {exc}") from None
+        return {str(k): int(v) for k, v in revoked.items()}
 
     def drain(self, name: str | None) -> Message:
         """Give worker `name` (None: every worker) no new jobs; its running jobs finish. The

@@ -26,11 +26,13 @@ import sys
 import time
 from collections.abc import Hashable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from goq_core.config import Settings, settings_dir
 from goq_core.drops import BAD_CODEC, BAD_SIG, GARBAGE, MISMATCH, TOO_BIG
 from goq_core.errors import BadFrame, GoqError, StoreError
+from goq_core.gate import Gate
 from goq_core.interfaces import DEFAULT_MAX_FRAME, ServerEnd, Store
 from goq_core.kernel import (
     Action,
@@ -49,11 +51,13 @@ from goq_core.kernel import (
     Stop,
     WriteOutput,
 )
+from goq_core.kernel.access import may_see_env
 from goq_core.kernel.dependencies import outside as dependencies_outside
 from goq_core.kernel.lifecycle import ENDED
 from goq_core.kernel.validation import jobs_problems
 from goq_core.messages import Job, Kind, Message
 from goq_core.plugins import Plugins
+from goq_core.principals import ROOT
 from goq_core.records import Attempt, attempt_to_dict
 from goq_core.roles.output import OutputFiles
 from goq_core.roles.output import output_path as output_path  # re-exported (tests use it)
@@ -86,6 +90,19 @@ _REFUSALS = {
 }
 
 
+_BAD_CREDENTIAL = (
+    "refused: the server could not authenticate the message: this credential does not match "
+    "the cluster's root secret (changed by hand, damaged, or issued by another cluster)"
+)
+
+
+class Via(NamedTuple):
+    """A peer whose request came sealed for a credential: its replies are sealed for it too."""
+
+    raw: Hashable
+    wire: Wire
+
+
 @dataclass(slots=True)
 class ServerOptions:
     allow_insecure: bool = False  # permit the `none` cipher (tests only)
@@ -110,7 +127,13 @@ class Server:
                 f"refusing to serve with cipher {settings.cipher!r}: it does not encrypt or "
                 "authenticate; use aes-gcm (for tests: goq serve --allow-insecure)"
             )
-        self.wire = Wire(self.plugins.codec(settings.codec), cipher, self.options.max_frame)
+        self.gate = Gate(
+            self.plugins.codec(settings.codec),
+            lambda secret: self.plugins.cipher(settings.cipher, secret),
+            key,
+            self.options.max_frame,
+        )
+        self.wire = self.gate.root  # the root secret's: error replies to unreadable frames
         roots = tuple(settings.output_roots.split(":")) if settings.output_roots else ()
         self.outputs = OutputFiles(settings.home, settings.odir, log=self.log, roots=roots)
         hooks = self.plugins.pm.hook
@@ -308,7 +331,7 @@ class Server:
         """Unpack one frame and hand it to the kernel; answer a bad one with an error frame,
         and a request whose handling fails with ERROR (counted and logged)."""
         try:
-            msg = self.wire.unpack(frame)
+            msg, wire = self.gate.open(frame)
         except BadFrame as bad:
             self.kernel.note_drop(bad.reason)
             if bad.reason == MISMATCH:
@@ -316,6 +339,8 @@ class Server:
                     f"refused: {bad.detail}. Every goq of a cluster must use the same "
                     "--codec and --cipher (GOQ_CODEC, GOQ_CIPHER)"
                 )
+            elif bad.reason == BAD_SIG and frame[3:4] == b"C":
+                text = _BAD_CREDENTIAL
             else:
                 text = _REFUSALS.get(bad.reason, f"refused: {bad.reason}")
             assert self.end is not None
@@ -327,10 +352,14 @@ class Server:
             assert self.end is not None
             self.end.reply(peer, error_frame(_REFUSALS[BAD_CODEC]))
             return
+        principal = ROOT
+        if wire.principal is not None:  # a credential's: replies are sealed for it
+            principal = wire.principal
+            peer = Via(peer, wire)
         try:
             if msg.kind == Kind.SUBMIT:
                 self._look_up_dependencies(msg)
-            actions += self.kernel.handle(msg, peer, now)
+            actions += self.kernel.handle(msg, peer, now, principal)
         except HandlerFailed as failed:  # keep what it changed, answer ERROR
             actions += [a for a in failed.actions if not (isinstance(a, Reply) and a.peer == peer)]
             cause = failed.__cause__ if failed.__cause__ is not None else failed
@@ -358,7 +387,10 @@ class Server:
         msg = Message(Kind.ERROR, reply_to=reply_to, text=f"the server failed on this {what}")
         try:
             assert self.end is not None
-            self.end.reply(peer, self.wire.pack(msg))
+            if type(peer) is Via:
+                self.end.reply(peer.raw, peer.wire.pack(msg))
+            else:
+                self.end.reply(peer, self.wire.pack(msg))
         except Exception as again:
             self.log(f"could not answer it either: {type(again).__name__}: {again}")
 
@@ -512,6 +544,8 @@ class Server:
             msg.counters["storeTrouble"] = 1 if self.kernel.store_trouble else 0
         assert self.end is not None
         try:
+            if type(peer) is Via:
+                return self.end.reply(peer.raw, peer.wire.pack(msg))
             frame = self.wire.pack(msg)
         except Exception as exc:
             self._failed(peer, msg.reply_to, f"{msg.kind.name} reply", exc)
@@ -562,6 +596,7 @@ class Server:
                 since_ns=q.since_ns,
                 before_jobid=q.before,
                 limit=q.limit,
+                owner=q.owner,
             )
         found.sort(key=lambda job: job.jobid, reverse=True)
         return Message(Kind.JOB_LIST, jobs=found[: q.limit], count=min(len(found), q.limit))
@@ -572,6 +607,8 @@ class Server:
         if job is None:
             text = f"job {a.jobid} is not known to this server (never, or forgotten)"
             return Message(Kind.NOT_KNOWN, jobid=a.jobid, text=text)
+        if job.env and not may_see_env(a.viewer, job):
+            job = replace(job, env=[])  # a job's environment: its owner's and admins' only
         attempts = [attempt_to_dict(x) for x in self.store.attempts(a.jobid)]
         odir, _ = self.outputs.odir_for(job)
         path = output_path(job.dir, odir, job.jobid) if job.dir else None

@@ -54,6 +54,7 @@ from goq_core.errors import BadFrame, GoqError, TransportError
 from goq_core.interfaces import ClientEnd, Transport
 from goq_core.messages import Job, Kind, Message
 from goq_core.plugins import Plugins
+from goq_core.principals import WORK, Secret
 from goq_core.roles.guardian import Guardian
 from goq_core.roles.jobrun import DEFAULT_GRACE, JobRun
 from goq_core.roles.offer import make_offer, new_token
@@ -149,12 +150,13 @@ class _Run:
 class Worker:
     """A goq worker. `offer` is what it has (None: 1 cpu, nothing else; see
     goq_core.roles.offer.make_offer); `name` is what the server and `goq workers` know it by
-    (default: host plus 4 hex digits); `bind` pins each run to its own cores."""
+    (default: a work credential's name, else host plus 4 hex digits); `bind` pins each run to
+    its own cores."""
 
     def __init__(
         self,
         settings: Settings,
-        key: bytes,
+        key: bytes | Secret,
         plugins: Plugins | None = None,
         oneshot: bool = False,
         log: Callable[[str], object] = print,
@@ -164,13 +166,19 @@ class Worker:
     ) -> None:
         self.settings = settings
         self.plugins = plugins or Plugins()
+        secret = key if isinstance(key, Secret) else Secret(key)
+        self.principal = secret.acting  # who this end acts as (ROOT for the root secret)
         self.wire = Wire(
-            self.plugins.codec(settings.codec), self.plugins.cipher(settings.cipher, key)
+            self.plugins.codec(settings.codec),
+            self.plugins.cipher(settings.cipher, secret.key),
+            principal=secret.principal,
         )
         self.oneshot = oneshot
         self.home = os.path.abspath(settings.home)
         self.log = log
         self.host = socket.gethostname()
+        if not name and secret.principal is not None and secret.principal.role == WORK:
+            name = secret.principal.name  # a work credential acts only under its own name
         self.name = name or f"{self.host}-{os.urandom(2).hex()}"
         self.workerid = self.name  # msg.workerid on every message
         self.token = new_token()  # unique to this process: tells a restarted worker apart
@@ -181,6 +189,7 @@ class Worker:
         self.send_timeout = settings.sendtimeout_ms / 1000
         self.kill_grace = settings.kill_grace_sec  # a time limit's SIGTERM to SIGKILL
         self.jobs_done = 0
+        self.denied = False  # the server refused this worker's credential: it stopped
         self._cores = sorted(os.sched_getaffinity(0)) if bind else []
         self._free_cores = list(self._cores)
         if bind and self.offer.cpus > len(self._cores):
@@ -228,6 +237,13 @@ class Worker:
         if not self._exit_reason:
             self._exit_reason = reason
         self._stopping.set()
+
+    def _deny(self, why: str) -> None:
+        """The server refuses this worker's credential (revoked, expired, or not allowed this
+        worker name): stop, killing the runs (the server hands them to other workers)."""
+        self.denied = True
+        self.log(f"goq worker: the server refused this worker: {why}")
+        self.stop(f"the server refused this worker: {why}")
 
     def held(self) -> list[RunKey]:
         """(jobid, attempt) of every run held now, in the order they were handed."""
@@ -333,6 +349,8 @@ class Worker:
             self._asked()
             if kind == Kind.EXIT:
                 self.stop("told to exit by the server (immolateworkers)")
+            elif kind == Kind.DENIED:
+                self._deny(reply.text)
             elif kind in (Kind.GOING_AWAY, Kind.ERROR):
                 if kind == Kind.ERROR:
                     self.log(f"goq worker: server refused a request: {reply.text}")
@@ -552,6 +570,8 @@ class Worker:
             refusals = 0
             while True:
                 reply, conn = self._send(conn, result, timeout)
+                if reply.kind == Kind.DENIED:
+                    self._deny(reply.text)
                 if reply.kind != Kind.ERROR:
                     break
                 refusals += 1
@@ -641,6 +661,8 @@ class Worker:
                 self._kill(reply)
             elif reply.kind == Kind.EXIT:
                 self.stop("told to exit by the server (immolateworkers)")
+            elif reply.kind == Kind.DENIED:
+                self._deny(reply.text)
             elif reply.kind in (Kind.GOING_AWAY, Kind.ERROR):
                 self._stopping.wait(PAUSE)
 

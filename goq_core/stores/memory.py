@@ -160,6 +160,7 @@ class MemoryStore:
         since_ns: int,
         before_jobid: int | None,
         limit: int,
+        owner: str | None = None,
     ) -> list[Job]:
         """Ended jobs, newest first, at most `limit`, as the Store protocol says (env empty)."""
         records = self._open_records()
@@ -176,6 +177,7 @@ class MemoryStore:
             if (
                 _ended_as(job) in states
                 and (name is None or job.name == name)
+                and (owner is None or job.owner == owner)
                 and (since_ns <= 0 or job.end_ns >= since_ns)
                 and (before_jobid is None or jobid < before_jobid)
             ):

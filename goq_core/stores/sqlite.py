@@ -8,17 +8,18 @@ panic can lose the last commits made since the log was last synced to disk; pass
 ``synchronous="FULL"`` (``GOQ_SQLITE_SYNC=FULL``) to sync the log at every commit instead, at
 the price of one fsync per save.
 
-Layout, schema version 4 (in ``PRAGMA user_version``; a version 1, 2 or 3 file is migrated when
-opened, one version at a time, its jobs table rebuilt each time by the tables and indexes that
-version had, frozen here as they were; a row that does not fit goes to quarantine; version 4
-gained the history's indexes and the attempts table before it was released, so no file has a
+Layout, schema version 5 (in ``PRAGMA user_version``; a version 1, 2, 3 or 4 file is migrated
+when opened, one version at a time, its jobs table rebuilt each time by the tables and indexes
+that version had, frozen here as they were; a row that does not fit goes to quarantine; version
+4 gained the history's indexes and the attempts table before it was released, so no file has a
 version 4 without them):
 - ``jobs`` (STRICT): one row per job, keyed by jobid, every `Job` field (``note`` new in v2;
   ``cpus``, ``mem``, ``gpus``, ``resources``, ``priority``, ``gpu_ids`` new in v3, with the
   defaults 1, 0, 0, '', 0, '' for rows migrated from v2; the workflow fields ``name``,
   ``after``, ``after_any``, ``array_id``, ``array_index``, ``array_max``, ``retries``,
   ``retry_delay_ms``, ``retried``, ``time_limit_ms``, ``out_base`` new in v4, '' and 0 for rows
-  migrated from v3); args in a compact text form (see `encode_args`: unit-separated, JSON only
+  migrated from v3; ``owner``, the principal that submitted the job, new in v5, ``admin`` for
+  rows migrated from v4, when only the cluster's key, which acts as admin, could submit); args in a compact text form (see `encode_args`: unit-separated, JSON only
   for args that hold a separator); resources likewise, as the args ``NAME=N`` (see
   `encode_resources`: '' for none; a name may hold any character, ``=`` included); after and
   after_any in the id-range form of goq_core.idranges (see `encode_ids`: "1-10000,10005", so a
@@ -37,10 +38,10 @@ version 4 without them):
   jobid, 500 ids per query.
 - Text is lossless for any Python str (lone surrogates from surrogateescape'd argv, env and
   paths, surrogate pairs, embedded NUL). Text that UTF-8 can hold is stored as is. When one of
-  a job's text fields cannot be (a lone surrogate), the row has ``escaped = 1`` and its eleven
+  a job's text fields cannot be (a lone surrogate), the row has ``escaped = 1`` and its twelve
   text fields (cmd, args as encoded, dir, host, user, workerid, workerhost, note, resources as
-  encoded, gpu_ids, name) are each stored in Python's ``unicode_escape`` form, which is ASCII
-  (``caf\\udce9``) and decodes to exactly the same str (JSON's ``\\u`` escapes would not: they
+  encoded, gpu_ids, name, owner) are each stored in Python's ``unicode_escape`` form, which is
+  ASCII (``caf\\udce9``) and decodes to exactly the same str (JSON's ``\\u`` escapes would not: they
   merge surrogate pairs). Plain rows (``escaped = 0``) cost nothing extra to save or load.
 - ``env``: each distinct environment once, keyed by a hash of its body: the thousands of jobs
   submitted from one shell share one row, and `load` hands them one shared list. The body is
@@ -61,10 +62,12 @@ version 4 without them):
   AND 5``: no live job is in them, `load` never reads them, and a job's row enters them once,
   when it ends), each with the columns `history` filters on, so that a query reads ids from
   one index alone and then only the rows it returns: ``jobs_ended`` (jobid, state,
-  exit_status, end_ns), newest first; ``jobs_ended_at`` (end_ns, state, exit_status), by end
-  time, for prune, forget and a short recent window; ``jobs_ended_name`` (name, jobid,
-  escaped, state, exit_status, end_ns) of the named ones; ``jobs_unsuccessful`` (state, jobid,
-  exit_status, end_ns) of those that failed, were cancelled or timed out (rare). `history`
+  exit_status, end_ns, owner), newest first; ``jobs_ended_at`` (end_ns, state, exit_status,
+  owner), by end time, for prune, forget and a short recent window; ``jobs_ended_name`` (name,
+  jobid, escaped, state, exit_status, end_ns, owner) of the named ones; ``jobs_unsuccessful``
+  (state, jobid, exit_status, end_ns, owner) of those that failed, were cancelled or timed out
+  (rare); owner last in each since v5, so that the history of one owner reads them alone too
+  (scanning past the others' jobs in the index, never their rows). `history`
   forces its plan (INDEXED BY): SQLite's planner, left alone, may walk the whole history.
   With a million ended jobs each query takes about a millisecond (bench/history.py).
   Environments stay when the jobs using them are removed (each is one row, shared by every
@@ -101,7 +104,7 @@ from goq_core.messages import Job, JobState
 from goq_core.records import Attempt
 
 FILENAME = "goq.db"
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 APPLICATION_ID = 0x676F7131  # "goq1": marks the file as goq's, not some other SQLite file
 SYNC_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 
@@ -193,8 +196,9 @@ _JOBS_ASKING_V3 = (
     " state) WHERE state NOT IN (3, 4) AND NOT (cpus = 1 AND mem = 0 AND gpus = 0"
     " AND resources = '' AND priority = 0 AND gpu_ids = '')"
 )
-# Version 4, the current one (when version 5 comes, freeze these as the _V4 ones above)
-_JOBS_DDL = """CREATE TABLE jobs (
+# (v4: the jobs table; its indexes jobs_live, jobs_asking and jobs_flow are those of v5, its
+# history indexes are _HISTORY_INDEXES_V4 below)
+_JOBS_V4_DDL = """CREATE TABLE jobs (
     jobid          INTEGER PRIMARY KEY,
     state          INTEGER NOT NULL,
     cmd            TEXT NOT NULL,
@@ -233,6 +237,47 @@ _JOBS_DDL = """CREATE TABLE jobs (
     time_limit_ms  INTEGER NOT NULL DEFAULT 0,
     out_base       INTEGER NOT NULL DEFAULT 0
 ) STRICT"""
+# Version 5, the current one (when version 6 comes, freeze these as the _V5 ones above)
+_JOBS_DDL = """CREATE TABLE jobs (
+    jobid          INTEGER PRIMARY KEY,
+    state          INTEGER NOT NULL,
+    cmd            TEXT NOT NULL,
+    args           TEXT NOT NULL,
+    shell          INTEGER NOT NULL,
+    dir            TEXT NOT NULL,
+    env_id         INTEGER REFERENCES env(id),
+    host           TEXT NOT NULL,
+    user           TEXT NOT NULL,
+    attempt        INTEGER NOT NULL,
+    workerid       TEXT NOT NULL,
+    workerhost     TEXT NOT NULL,
+    pid            INTEGER NOT NULL,
+    exit_status    INTEGER NOT NULL,
+    submit_ns      INTEGER NOT NULL,
+    start_ns       INTEGER NOT NULL,
+    end_ns         INTEGER NOT NULL,
+    out_bytes      INTEGER NOT NULL,
+    note           TEXT NOT NULL DEFAULT '',
+    escaped        INTEGER NOT NULL DEFAULT 0,
+    cpus           INTEGER NOT NULL DEFAULT 1,
+    mem            INTEGER NOT NULL DEFAULT 0,
+    gpus           INTEGER NOT NULL DEFAULT 0,
+    resources      TEXT NOT NULL DEFAULT '',
+    priority       INTEGER NOT NULL DEFAULT 0,
+    gpu_ids        TEXT NOT NULL DEFAULT '',
+    name           TEXT NOT NULL DEFAULT '',
+    after          TEXT NOT NULL DEFAULT '',
+    after_any      TEXT NOT NULL DEFAULT '',
+    array_id       INTEGER NOT NULL DEFAULT 0,
+    array_index    INTEGER NOT NULL DEFAULT 0,
+    array_max      INTEGER NOT NULL DEFAULT 0,
+    retries        INTEGER NOT NULL DEFAULT 0,
+    retry_delay_ms INTEGER NOT NULL DEFAULT 0,
+    retried        INTEGER NOT NULL DEFAULT 0,
+    time_limit_ms  INTEGER NOT NULL DEFAULT 0,
+    out_base       INTEGER NOT NULL DEFAULT 0,
+    owner          TEXT NOT NULL DEFAULT ''
+) STRICT"""
 _JOBS_LIVE = f"CREATE INDEX jobs_live ON jobs(jobid, env_id) WHERE {_LIVE}"
 # a job whose request is not the default (one cpu, nothing else, priority 0): see _live_requests
 _ASKS = (
@@ -263,21 +308,31 @@ _JOBS_FLOW = (  # covers what _live_flows reads (state too)
 _Flow = tuple[int, str, str, str, int, int, int, int, int, int, int, int]
 # History (v4): an ended job stays in jobs until `forget` or `prune` removes it. These partial
 # indexes hold only ended jobs (none of them is touched while a job is live, nor read by `load`)
-# and answer `history`, `forget` and `prune` from their own columns: see `history`.
+# and answer `history`, `forget` and `prune` from their own columns: see `history`. v5 added
+# the owner to each, last, so that a history of one owner reads them alone too.
 _ENDED_SQL = f"state BETWEEN {_ENDED[0]} AND {_ENDED[-1]}"  # an ended job
 _FAILED_SQL = f"NOT (state = {int(JobState.FINISHED)} AND exit_status = 0)"  # (if ended) failed
+_HISTORY_INDEXES_V4 = (  # frozen as version 4 made them
+    "CREATE INDEX jobs_ended ON jobs(jobid, state, exit_status, end_ns)"
+    " WHERE state BETWEEN 3 AND 5",
+    "CREATE INDEX jobs_ended_at ON jobs(end_ns, state, exit_status) WHERE state BETWEEN 3 AND 5",
+    "CREATE INDEX jobs_ended_name ON jobs(name, jobid, escaped, state, exit_status, end_ns)"
+    " WHERE state BETWEEN 3 AND 5 AND name <> ''",
+    "CREATE INDEX jobs_unsuccessful ON jobs(state, jobid, exit_status, end_ns)"
+    " WHERE state BETWEEN 3 AND 5 AND NOT (state = 3 AND exit_status = 0)",
+)
 _JOBS_ENDED = (  # newest first: the default history, and any that takes finished jobs
-    f"CREATE INDEX jobs_ended ON jobs(jobid, state, exit_status, end_ns) WHERE {_ENDED_SQL}"
+    f"CREATE INDEX jobs_ended ON jobs(jobid, state, exit_status, end_ns, owner) WHERE {_ENDED_SQL}"
 )
 _JOBS_ENDED_AT = (  # by end time: prune and forget, and the history of a short recent window
-    f"CREATE INDEX jobs_ended_at ON jobs(end_ns, state, exit_status) WHERE {_ENDED_SQL}"
+    f"CREATE INDEX jobs_ended_at ON jobs(end_ns, state, exit_status, owner) WHERE {_ENDED_SQL}"
 )
 _JOBS_ENDED_NAME = (  # the history of one name (as stored: escaped, in an escaped row)
-    "CREATE INDEX jobs_ended_name ON jobs(name, jobid, escaped, state, exit_status, end_ns)"
-    f" WHERE {_ENDED_SQL} AND name <> ''"
+    "CREATE INDEX jobs_ended_name ON jobs(name, jobid, escaped, state, exit_status, end_ns,"
+    f" owner) WHERE {_ENDED_SQL} AND name <> ''"
 )
 _JOBS_UNSUCCESSFUL = (  # failed, cancelled or timed out (rare): by state, newest first
-    "CREATE INDEX jobs_unsuccessful ON jobs(state, jobid, exit_status, end_ns)"
+    "CREATE INDEX jobs_unsuccessful ON jobs(state, jobid, exit_status, end_ns, owner)"
     f" WHERE {_ENDED_SQL} AND {_FAILED_SQL}"
 )
 _HISTORY_INDEXES = (_JOBS_ENDED, _JOBS_ENDED_AT, _JOBS_ENDED_NAME, _JOBS_UNSUCCESSFUL)
@@ -368,11 +423,13 @@ _V1_COLUMNS = (
 )
 _V2_COLUMNS = _V1_COLUMNS + ", note, escaped"
 _V3_COLUMNS = _V2_COLUMNS + ", cpus, mem, gpus, resources, priority, gpu_ids"
-_COLUMNS = _V3_COLUMNS + ", " + _FLOW_COLUMNS
+_V4_COLUMNS = _V3_COLUMNS + ", " + _FLOW_COLUMNS
+_COLUMNS = _V4_COLUMNS + ", owner"
 _NAMES = tuple(_COLUMNS.replace(" ", "").split(","))
 _V1_NAMES = _NAMES[:18]
 _V2_NAMES = _NAMES[:20]
 _V3_NAMES = _NAMES[:26]
+_V4_NAMES = _NAMES[:37]
 _INT_NAMES = frozenset(
     ("jobid", "state", "shell", "attempt", "pid", "exit_status")
     + ("submit_ns", "start_ns", "end_ns", "out_bytes", "escaped")
@@ -381,7 +438,7 @@ _INT_NAMES = frozenset(
 )
 _ESCAPABLE = (
     *("cmd", "args", "dir", "host", "user", "workerid", "workerhost", "note"),
-    *("resources", "gpu_ids", "name"),
+    *("resources", "gpu_ids", "name", "owner"),
 )
 _LEAST = (("cpus", 1), ("mem", 0), ("gpus", 0))  # what a request may hold at the least
 _UPDATES = ", ".join(f"{c}=excluded.{c}" for c in _NAMES[1:])
@@ -393,11 +450,11 @@ _UPSERT_JOB = (
 # defaults. Binding eleven values fewer makes a batch of such jobs some 8% faster to save.
 _NO_FLOW = ("", [], [], 0, 0, 0, 0, 0, 0, 0, 0)  # as _flow_of gives them
 _flow_of = operator.attrgetter(*_FLOW_TEXTS, *_FLOW_INTS)
-_UPSERT_JOB_NO_FLOW = (
-    f"INSERT INTO jobs ({_V3_COLUMNS}) VALUES ({', '.join('?' * len(_V3_NAMES))})"
+_UPSERT_JOB_NO_FLOW = (  # the columns of v3, then owner
+    f"INSERT INTO jobs ({_V3_COLUMNS}, owner) VALUES ({', '.join('?' * (len(_V3_NAMES) + 1))})"
     f" ON CONFLICT(jobid) DO UPDATE SET "
     + ", ".join(
-        [f"{c}=excluded.{c}" for c in _V3_NAMES[1:]]
+        [f"{c}=excluded.{c}" for c in (*_V3_NAMES[1:], "owner")]
         + [f"{c}=''" for c in _FLOW_TEXTS]
         + [f"{c}=0" for c in _FLOW_INTS]
     )
@@ -696,6 +753,7 @@ def _plain_job(row: tuple[Any, ...]) -> Job:
         job.retried,
         job.time_limit_ms,
         job.out_base,
+        job.owner,
     ) = row[29:]
     return job
 
@@ -834,9 +892,27 @@ class SqliteStore:
         those of the history; add the attempts table. A row that a v3 table edited by hand let
         hold a value of the wrong type goes to quarantine instead."""
         self._rebuild_jobs(
-            db, 3, _V3_NAMES, _JOBS_DDL, (_JOBS_LIVE, _JOBS_ASKING, _JOBS_FLOW, *_HISTORY_INDEXES)
+            db,
+            3,
+            _V3_NAMES,
+            _JOBS_V4_DDL,
+            (_JOBS_LIVE, _JOBS_ASKING, _JOBS_FLOW, *_HISTORY_INDEXES_V4),
         )
         db.execute(_ATTEMPTS_DDL)
+
+    def _migrate_4_to_5(self, db: sqlite3.Connection) -> None:
+        """Rebuild jobs with owner, "admin" for every row: before version 5 only the cluster's
+        key could submit, and it acts as the admin named admin (goq_core.principals.ROOT). The
+        history's indexes gain the owner. A row that a v4 table edited by hand let hold a value
+        of the wrong type goes to quarantine instead."""
+        self._rebuild_jobs(
+            db,
+            4,
+            _V4_NAMES,
+            _JOBS_DDL,
+            (_JOBS_LIVE, _JOBS_ASKING, _JOBS_FLOW, *_HISTORY_INDEXES),
+            fill={"owner": "admin"},
+        )
 
     def _rebuild_jobs(
         self,
@@ -845,14 +921,18 @@ class SqliteStore:
         names: tuple[str, ...],
         ddl: str,
         indexes: tuple[str, ...],
+        fill: dict[str, str] | None = None,
     ) -> None:
         """Replace the jobs table of schema `version` (these columns) with one made by `ddl` and
-        `indexes`, copying every row whose values have the right types and quarantining the
-        others."""
+        `indexes`, copying every row whose values have the right types (with the new text
+        columns in `fill` set to its values, the others at their defaults) and quarantining
+        the others."""
         old = f"jobs_v{version}"
         db.execute(f"ALTER TABLE jobs RENAME TO {old}")
         db.execute(ddl)
         columns = ", ".join(names)
+        filled = "".join(f", {c}" for c in fill or {})
+        values = [*(fill or {}).values()]
         fits = " AND ".join(
             f"typeof({c}) = 'integer'"
             if c in _INT_NAMES
@@ -861,7 +941,11 @@ class SqliteStore:
             else f"typeof({c}) = 'text'"
             for c in names
         )
-        db.execute(f"INSERT INTO jobs ({columns}) SELECT {columns} FROM {old} WHERE {fits}")
+        marks = ", ?" * len(values)
+        db.execute(
+            f"INSERT INTO jobs ({columns}{filled}) SELECT {columns}{marks} FROM {old} WHERE {fits}",
+            values,
+        )
         typed = ", ".join(f"typeof({c}), {c}" for c in names)
         now = time.time_ns()
         with _text_as_bytes(db):
@@ -989,7 +1073,7 @@ class SqliteStore:
         states = _STATES
         jobs = []
         append = jobs.append
-        query = f"SELECT {_V2_COLUMNS} FROM jobs WHERE {_LIVE} ORDER BY jobid"
+        query = f"SELECT {_V2_COLUMNS}, owner FROM jobs WHERE {_LIVE} ORDER BY jobid"
         for (
             jobid,
             cmd,
@@ -1011,6 +1095,7 @@ class SqliteStore:
             out_bytes,
             note,
             escaped,
+            owner,
         ) in db.execute(query):
             if escaped:
                 if escaped != 1:
@@ -1023,6 +1108,7 @@ class SqliteStore:
                         strict=True,
                     )
                 )
+                owner = _unescape("owner", owner)
             if not args:
                 arglist: list[str] = []
             elif args[0] == _US:
@@ -1051,6 +1137,7 @@ class SqliteStore:
                 end_ns,
                 out_bytes,
                 note,
+                owner=same(owner, owner),
             )  # a request at its defaults: 1 cpu, nothing else, priority 0
             if asking:
                 request = asking.get(jobid)
@@ -1280,10 +1367,11 @@ class SqliteStore:
                     flow = flow_of(j)
                     if flow == no_flow:
                         upsert = _UPSERT_JOB_NO_FLOW
+                        row += (j.owner,)
                     else:
                         upsert = _UPSERT_JOB
                         name, after, after_any, *ints = flow
-                        row += (name, *_ids_texts(after, after_any, texts), *ints)
+                        row += (name, *_ids_texts(after, after_any, texts), *ints, j.owner)
                 if upsert is not last:  # a new run (a job saved twice: its last row wins)
                     rows = []
                     runs.append((upsert, rows))
@@ -1440,19 +1528,21 @@ class SqliteStore:
         since_ns: int,
         before_jobid: int | None,
         limit: int,
+        owner: str | None = None,
     ) -> list[Job]:
         """Ended jobs, newest first (jobid descending), at most `limit`: those whose way of
         ending is in `states` (HISTORY_STATES), of name `name` (None: any), ended at `since_ns`
-        or later (when > 0), below `before_jobid` (None: any); every field but env (empty).
-        A damaged row is left out.
+        or later (when > 0), below `before_jobid` (None: any), submitted by `owner` (None:
+        any); every field but env (empty). A damaged row is left out.
 
         Plans, each forced (INDEXED BY) and reading the jobids from an index alone, then the
         rows of those found: when fewer than _WINDOW_MAX jobs ended since `since_ns`, they
         are read by end time (jobs_ended_at) and sorted; else the newest are walked back
         (jobid descending) until `limit` match: those of one name through jobs_ended_name,
         any set with "finished" through jobs_ended, the others through jobs_unsuccessful, one
-        state at a time. ValueError for a state not in HISTORY_STATES, or `limit` over
-        HISTORY_LIMIT_MAX."""
+        state at a time. The owner is in each of these indexes: a history of one owner reads
+        no row it does not return. ValueError for a state not in HISTORY_STATES, or `limit`
+        over HISTORY_LIMIT_MAX."""
         _check_history(states, limit)
         if before_jobid is not None and before_jobid > _INT64_MAX:
             before_jobid = None
@@ -1468,16 +1558,12 @@ class SqliteStore:
         if since_ns > 0:
             terms.append("end_ns >= ?")
             params.append(since_ns)
+        if owner is not None:
+            term, term_params = _text_is("owner", _stored_as(owner))
+            terms.append(term)
+            params += term_params
         classes = [] if states == HISTORY_STATES else [_CLASS_SQL[s] for s in sorted(states)]
-        named = []  # name as stored: (text, escaped: 0, 1 or None for either)
-        if name is not None:
-            escaped = _escape(name)
-            if not _utf8_ok(name):
-                named = [(escaped, 1)]
-            elif escaped == name:
-                named = [(name, None)]
-            else:
-                named = [(name, 0), (escaped, 1)]
+        named = [] if name is None else _stored_as(name)
         with self._lock, self._errors("history"):
             db = self._conn()
             ids: list[int] = []
@@ -1487,11 +1573,9 @@ class SqliteStore:
                     where.append(f"({' OR '.join(classes)})")
                 where_params = [*params]
                 if named:
-                    ors = []
-                    for text, escaped_ in named:
-                        ors.append("name = ?" if escaped_ is None else "(name = ? AND escaped = ?)")
-                        where_params += [text] if escaped_ is None else [text, escaped_]
-                    where.append(f"({' OR '.join(ors)})")
+                    term, term_params = _text_is("name", named)
+                    where.append(term)
+                    where_params += term_params
                 ids = self._history_ids(db, "jobs_ended_at", where, where_params, limit)
             else:
                 for index, where, where_params in _walks(terms, params, states, classes, named):
@@ -1626,6 +1710,26 @@ def _ids_texts(after: list[int], after_any: list[int], texts: dict[int, str]) ->
     return out[0], out[1]
 
 
+def _stored_as(text: str) -> list[tuple[str, int | None]]:
+    """The forms in which a text column may hold `text`: (text as stored, escaped: 0, 1, or
+    None for a row either way)."""
+    escaped = _escape(text)
+    if not _utf8_ok(text):
+        return [(escaped, 1)]
+    if escaped == text:
+        return [(text, None)]
+    return [(text, 0), (escaped, 1)]
+
+
+def _text_is(column: str, forms: list[tuple[str, int | None]]) -> tuple[str, list[Any]]:
+    """A WHERE term (and its parameters) for `column` holding one of these stored forms."""
+    ors, params = [], []
+    for text, escaped in forms:
+        ors.append(f"{column} = ?" if escaped is None else f"({column} = ? AND escaped = ?)")
+        params += [text] if escaped is None else [text, escaped]
+    return f"({' OR '.join(ors)})", params
+
+
 def _check_history(states: frozenset[str], limit: int) -> None:
     unknown = set(states) - HISTORY_STATES
     if unknown:
@@ -1712,9 +1816,9 @@ def _careful_row(j: Job, env_id: int | None) -> tuple[Any, ...]:
     """A job's row for text that UTF-8 may not hold: escaped (see `_escape`) if any of its text
     fields cannot be."""
     texts = (j.cmd, encode_args(j.args), j.dir, j.host, j.user, j.workerid, j.workerhost, j.note)
-    texts += (encode_resources(j.resources), j.gpu_ids, j.name)
+    texts += (encode_resources(j.resources), j.gpu_ids, j.name, j.owner)
     escaped = not all(type(t) is not str or _utf8_ok(t) for t in texts)
-    cmd, args, dir_, host, user, workerid, workerhost, note, resources, gpu_ids, name = (
+    cmd, args, dir_, host, user, workerid, workerhost, note, resources, gpu_ids, name, owner = (
         (_escape(t) for t in texts) if escaped else texts
     )
     return (
@@ -1755,6 +1859,7 @@ def _careful_row(j: Job, env_id: int | None) -> tuple[Any, ...]:
         j.retried,
         j.time_limit_ms,
         j.out_base,
+        owner,
     )
 
 
@@ -1763,6 +1868,7 @@ _MIGRATIONS: dict[int, Callable[[SqliteStore, sqlite3.Connection], None]] = {
     1: SqliteStore._migrate_1_to_2,
     2: SqliteStore._migrate_2_to_3,
     3: SqliteStore._migrate_3_to_4,
+    4: SqliteStore._migrate_4_to_5,
 }
 
 
