@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from goq_cli.plugin_commands import PluginGroup
 from goq_cli.resources import (
     MAX_JOB_MEM,
     Amount,
@@ -68,15 +69,28 @@ COMPLETE_WAIT_S = 0.8  # and no longer spent asking the server for them
 class _Ctx:
     """What the global options say, and the settings and key they lead to (read lazily)."""
 
-    def __init__(self, transport: str | None, codec: str | None, cipher: str | None) -> None:
-        self.overrides = {"transport": transport, "codec": codec, "cipher": cipher}
+    def __init__(
+        self,
+        transport: str | None,
+        codec: str | None,
+        cipher: str | None,
+        cred: str | None = None,
+    ) -> None:
+        self.overrides = {"transport": transport, "codec": codec, "cipher": cipher, "cred": cred}
 
     def settings(self):
         from goq_core.config import load_settings
 
         return load_settings(os.environ, self.overrides)
 
-    def key(self, settings) -> bytes:
+    def key(self, settings):
+        """The secret this command seals with: its credential, else the root secret."""
+        from goq_core.credentials import load_secret
+
+        return load_secret(settings)
+
+    def root_key(self, settings) -> bytes:
+        """The cluster's root secret (the server's, and `goq cred issue`'s)."""
         from goq_core.keys import load_key
 
         return load_key(settings.home)
@@ -143,6 +157,7 @@ def _complete_ids(ctx: click.Context, param: click.Parameter, incomplete: str) -
 
 
 @click.group(
+    cls=PluginGroup,  # plugins' commands (goq_register_commands), listed apart in --help
     context_settings={"help_option_names": ["-h", "--help"]},
     epilog="GOQ_HOME must be set (goq keeps its key, settings and state in $GOQ_HOME/.goq). "
     "Run `goq COMMAND --help` for each command.",
@@ -152,30 +167,57 @@ def _complete_ids(ctx: click.Context, param: click.Parameter, incomplete: str) -
 )
 @click.option("--codec", metavar="NAME", help="Codec plugin (raw, capnp); overrides GOQ_CODEC.")
 @click.option("--cipher", metavar="NAME", help="Cipher plugin (aes-gcm); overrides GOQ_CIPHER.")
+@click.option(
+    "--cred",
+    metavar="FILE",
+    help="Credential file to act with; overrides GOQ_CRED (default: $GOQ_HOME/.goq/cred, "
+    "else the cluster key).",
+)
 @click.pass_context
-def cli(ctx: click.Context, transport: str | None, codec: str | None, cipher: str | None) -> None:
+def cli(
+    ctx: click.Context,
+    transport: str | None,
+    codec: str | None,
+    cipher: str | None,
+    cred: str | None,
+) -> None:
     """goq: a fast, secure job queue. One server (`goq serve`), many workers (`goq work`),
     submit from anywhere (`goq sub CMD ARGS...`)."""
-    ctx.obj = _Ctx(transport, codec, cipher)
+    ctx.obj = _Ctx(transport, codec, cipher, cred)
 
 
 @cli.command()
 @click.pass_obj
 def init(obj: _Ctx) -> None:
-    """Create $GOQ_HOME/.goq with a fresh key and the settings (from GOQ_* variables)."""
+    """Create $GOQ_HOME/.goq with the cluster's root secret (key), an admin credential (cred)
+    and the settings (from GOQ_* variables)."""
+    import time
+
+    from goq_core import credentials
     from goq_core.config import save_settings, settings_dir
-    from goq_core.keys import create_key
+    from goq_core.keys import create_key, load_key
     from goq_core.plugins import Plugins
 
     try:
         settings = obj.settings()
         key_file = create_key(settings.home)
+        cred_file = credentials.default_path(settings.home)
+        admin = credentials.issue(load_key(settings.home), "admin", "admin", time.time_ns())
+        credentials.write(cred_file, admin)
+        credentials.record_issued(settings.home, admin.acting, cred_file)
         save_settings(settings)
         Plugins().store("sqlite", settings_dir(settings.home), create=True).close()
     except GoqError as exc:
         raise _fail(exc) from None
-    click.echo(f"goq initialized: key in {key_file}; the server will listen on {settings.address}.")
-    click.echo("Copy $GOQ_HOME/.goq to every host that takes part (keep it private).")
+    click.echo(
+        f"goq initialized: root secret in {key_file}, an admin credential in {cred_file}; "
+        f"the server will listen on {settings.address}."
+    )
+    click.echo(
+        "Give other hosts credentials, not the root secret: `goq cred issue --role work "
+        "--name HOST` and `--role submit --name USER` (docs/deployment.md). A host that holds "
+        "a copy of all of $GOQ_HOME/.goq acts as admin."
+    )
 
 
 @cli.command()
@@ -187,7 +229,7 @@ def serve(obj: _Ctx, allow_insecure: bool) -> None:
 
     try:
         settings = obj.settings()
-        server = Server(settings, obj.key(settings), options=ServerOptions(allow_insecure))
+        server = Server(settings, obj.root_key(settings), options=ServerOptions(allow_insecure))
         server.open()
     except GoqError as exc:
         raise _fail(exc) from None
@@ -507,6 +549,8 @@ def work(
     except GoqError as exc:
         raise _fail(exc) from None
     click.echo(f"goq worker {who} exiting after {worker.jobs_done} job(s): {why}")
+    if worker.denied:
+        sys.exit(1)
 
 
 @cli.command(
@@ -515,9 +559,10 @@ def work(
     f"it is capped at {MAX_STAT_LIST} with a note on stderr."
 )
 @click.argument("count", type=click.IntRange(min=0, max=MAX_INT), default=10, required=False)
+@click.option("--mine", is_flag=True, help="List only the jobs of this credential's principal.")
 @_JSON
 @click.pass_obj
-def stat(obj: _Ctx, count: int, as_json: bool) -> None:
+def stat(obj: _Ctx, count: int, mine: bool, as_json: bool) -> None:
     """Show the server's counters and up to COUNT running and waiting jobs (see help=)."""
     from goq_cli.report import format_status
 
@@ -531,6 +576,11 @@ def stat(obj: _Ctx, count: int, as_json: bool) -> None:
     try:
         with obj.client() as client:
             status = client.stat(count)
+            if mine:  # the counters stay the server's; the jobs listed, only ours
+                from goq_core.principals import ROOT
+
+                owner = getattr(client, "principal", ROOT).name
+                status.jobs = [j for j in status.jobs if j.owner == owner]
     except GoqError as exc:
         raise _fail(exc) from None
     if as_json:
@@ -828,6 +878,7 @@ def release(obj: _Ctx, ids: tuple[list[Range], ...], as_json: bool) -> None:
     metavar="ID",
     help="Only jobs with ids below ID: the next page after a table whose last id is ID.",
 )
+@click.option("--mine", is_flag=True, help="Only the jobs of this credential's principal.")
 @_JSON
 @click.pass_obj
 def jobs(
@@ -837,10 +888,11 @@ def jobs(
     since: int | None,
     limit: int,
     before: int | None,
+    mine: bool,
     as_json: bool,
 ) -> None:
-    """List jobs, newest first, from the server's memory and its history: id, name, state,
-    exit status (or signal), command, worker, when submitted, how long it waited and ran.
+    """List jobs, newest first, from the server's memory and its history: id, name, owner,
+    state, exit status (or signal), command, worker, when submitted, how long it waited and ran.
     By default every job not ended, and those that ended in the last 24 hours, 50 at most.
 
     \b
@@ -848,6 +900,7 @@ def jobs(
       goq jobs
       goq jobs --state failed,timeout --since 7d
       goq jobs --name align --limit 500
+      goq jobs --mine --state failed
       goq jobs --state running --json
     """
     import time
@@ -861,6 +914,13 @@ def jobs(
     query = JobQuery(wanted, name, since_ns, before, limit)
     try:
         with obj.client() as client:
+            if mine:  # the server keeps only this principal's jobs
+                from dataclasses import replace
+
+                from goq_core.principals import ROOT
+
+                owner = getattr(client, "principal", ROOT).name
+                query = replace(query, owner=owner)
             found = client.jobs(query)
     except GoqError as exc:
         raise _fail(exc) from None
@@ -884,6 +944,8 @@ def _query_words(query, since_ms: int) -> str:
         words = "that are " + " or ".join(s for s in _STATE_NAMES if s in query.states)
     if query.name is not None:
         words += f" named {query.name!r}"
+    if query.owner is not None:
+        words += f" of {query.owner}"
     if query.before is not None:
         words += f" with ids below {query.before}"
     if query.ended_states:
@@ -899,7 +961,7 @@ def _query_words(query, since_ms: int) -> str:
 @click.pass_obj
 def show(obj: _Ctx, jobid: int, show_env: bool, as_json: bool) -> None:
     """Show everything about one job, from the server's memory or its history: its command,
-    directory, name, state and why, exit status or signal, what it asked for and was given,
+    directory, name, owner, state and why, exit status or signal, what it asked for and was given,
     priority, dependencies, array index, retries, time limit, times (submitted, started,
     ended; waited, ran), output file and size, its environment, and each attempt (worker,
     host, pid, start, end, exit, max RSS, user and system CPU time).
@@ -1077,6 +1139,15 @@ def version(as_json: bool) -> None:
         _emit(jsonout.version(__version__))
     else:
         click.echo(f"goq {__version__}")
+
+
+def _add_cred_commands() -> None:
+    from goq_cli.cred import cred
+
+    cli.add_command(cred)
+
+
+_add_cred_commands()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -396,9 +396,12 @@ def _settings(env: Mapping[str, str], overrides: dict[str, Any]) -> Settings:
         if key == "address":
             values.update(_address(value))
             continue
+        if key == "cred":  # a credential file (as GOQ_CRED / --cred)
+            values["cred"] = os.fspath(value)
+            continue
         name = _ALIASES.get(key, key)
         if name not in ENV_NAMES:
-            known = ", ".join(["address", *_ALIASES, *ENV_NAMES])
+            known = ", ".join(["address", "cred", *_ALIASES, *ENV_NAMES])
             raise TypeError(f"Client() got an unexpected keyword argument {key!r} (known: {known})")
         values[name] = _parse(name, str(value), f"the {key}= argument")
     settings = load_settings(env)

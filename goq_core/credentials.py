@@ -135,6 +135,12 @@ def load_secret(settings: Settings) -> Secret:
     path = default_path(settings.home)
     if os.path.lexists(path):
         return load_credential(path)
+    if not os.path.lexists(os.path.join(settings_dir(settings.home), "key")):
+        raise ConfigError(
+            f"no credential in {settings_dir(settings.home)}: put the one `goq cred issue` made "
+            f"for this host or user there as {CRED_FILE} (mode 0600), or point GOQ_CRED at it; "
+            "on a new cluster's server host, run `goq init` first"
+        )
     return Secret(load_key(settings.home))
 
 

@@ -44,6 +44,17 @@ def goq_register_stores(register: Register) -> None:
 
 
 @hookspec
+def goq_register_commands(register: Register) -> None:
+    """Offer `goq` subcommands: ``register(name, factory)`` with ``factory() -> click.Command``.
+
+    Called by the click CLI only (never on the fast path of `goq sub` and `goq stat`), and only
+    when a name is not a built-in command or when every command is listed (`goq --help`, shell
+    completion). A name that is a built-in is ignored. `goq --help` lists these commands under
+    "Plugin commands". Import what the command needs inside its function, not at module level.
+    """
+
+
+@hookspec
 def goq_job_submitted(job: Job) -> None:
     """The server accepted ``job`` (its id is set; it is durable). Called in the server process,
     after the store commit. Must not block: the server loop waits for it."""

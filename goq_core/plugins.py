@@ -50,6 +50,61 @@ def load_entrypoint_plugins(pm: pluggy.PluginManager) -> None:
             pm.load_setuptools_entrypoints("goq", name=name)
 
 
+def load_entrypoints_one_by_one(pm: pluggy.PluginManager) -> list[str]:
+    """Register the `goq` entry points (as limited by GOQ_LOAD_PLUGINS) one at a time, so that
+    one which fails to import or register leaves the others loaded; a line for each failure."""
+    from importlib.metadata import entry_points
+
+    wanted = os.environ.get("GOQ_LOAD_PLUGINS")
+    names = None if wanted is None else {n.strip() for n in wanted.split(",") if n.strip()}
+    problems: list[str] = []
+    for ep in entry_points(group="goq"):
+        if names is not None and ep.name not in names:
+            continue
+        if pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):
+            continue
+        try:
+            pm.register(ep.load(), name=ep.name)
+        except Exception as exc:  # noqa: BLE001 (someone else's code: say what, go on)
+            problems.append(f"plugin {_origin(ep)} is broken: {_why(exc)}")
+    return problems
+
+
+CommandFactory = Callable[[], Any]
+
+
+def command_factories(
+    pm: pluggy.PluginManager,
+) -> tuple[dict[str, tuple[str, CommandFactory]], list[str]]:
+    """Every command the plugins offer through goq_register_commands: name -> (plugin name,
+    factory), and a line for each plugin whose hook failed (the others still count)."""
+    found: dict[str, tuple[str, CommandFactory]] = {}
+    problems: list[str] = []
+    for impl in pm.hook.goq_register_commands.get_hookimpls():
+
+        def register(name: str, factory: CommandFactory, _who: str = impl.plugin_name) -> None:
+            found.setdefault(name, (_who, factory))
+
+        try:
+            impl.function(register=register)
+        except Exception as exc:  # noqa: BLE001
+            problems.append(
+                f"plugin {impl.plugin_name!r} failed to offer its commands: {_why(exc)}"
+            )
+    return found, problems
+
+
+def _origin(ep: Any) -> str:
+    dist = getattr(ep, "dist", None)
+    return f"{ep.name!r} (from {dist.name})" if dist is not None else repr(ep.name)
+
+
+def _why(exc: BaseException) -> str:
+    """One line: the exception's type and the first line of its message."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
 class Plugins:
     """Name -> implementation lookups over one plugin manager. Factories run at most once each
     (transports, codecs, stores' factories are cached; ciphers are made per key)."""

@@ -155,7 +155,7 @@ def test_client_settings_are_checked_as_the_cli_checks_them(tmp_path: Path) -> N
     assert Client(home=home).address == "tcp://127.0.0.1:1776"  # the settings file's
     with pytest.raises(InvalidValue, match="expected tcp://HOST:PORT"):
         Client(home=home, address="nowhere")
-    with pytest.raises(ConfigError, match="no key in"):
+    with pytest.raises(ConfigError, match="no credential in .*goq cred issue"):
         Client(home=tmp_path / "elsewhere")
 
 
