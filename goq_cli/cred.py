@@ -146,3 +146,10 @@ def revoke(obj, name: str) -> None:
         raise click.ClickException(str(exc)) from None
     when = _when(revoked.get(name, 0))
     click.echo(f"revoked the credentials of {name} issued until {when}: the server refuses them")
+    if client.principal.name == name and client.principal.issued_ns:
+        click.echo(
+            f"goq: this command used a credential of {name}: issue yourself a new one on the "
+            "server host (goq cred issue --role admin --name NAME --out FILE), or act with the "
+            "root secret there (remove $GOQ_HOME/.goq/cred)",
+            err=True,
+        )

@@ -549,7 +549,7 @@ def work(
     except GoqError as exc:
         raise _fail(exc) from None
     click.echo(f"goq worker {who} exiting after {worker.jobs_done} job(s): {why}")
-    if worker.denied:
+    if getattr(worker, "denied", False):  # the server refused its credential
         sys.exit(1)
 
 
@@ -984,7 +984,10 @@ def show(obj: _Ctx, jobid: int, show_env: bool, as_json: bool) -> None:
 
         _emit(jsonout.job(job, attempts, output_path))
     else:
-        click.echo(format_show(job, attempts, output_path, show_env))
+        from goq_core.kernel.access import may_see_env
+
+        hidden = not job.env and not may_see_env(client.principal, job)
+        click.echo(format_show(job, attempts, output_path, show_env, env_hidden=hidden))
 
 
 @cli.command()

@@ -451,8 +451,11 @@ def format_show(
     output_path: str | None,
     show_env: bool = False,
     now_ns: int | None = None,
+    env_hidden: bool = False,
 ) -> str:
-    """`goq show`: every field of one job, one per line, then its attempts as a table."""
+    """`goq show`: every field of one job, one per line, then its attempts as a table.
+    `env_hidden`: the server kept the environment from this viewer (not its owner, not an
+    admin)."""
     from goq_core import idranges
 
     now_ns = time.time_ns() if now_ns is None else now_ns
@@ -516,7 +519,10 @@ def format_show(
         size += f", {format_size(job.out_bytes)}"
     rows.append(("output", f"{_printable(output_path)} ({size})" if output_path else size))
     n = len(job.env)
-    rows.append(("environment", f"{n} variable{'s' if n != 1 else ''}"))
+    if env_hidden:
+        rows.append(("environment", "hidden: only its owner and admins see it"))
+    else:
+        rows.append(("environment", f"{n} variable{'s' if n != 1 else ''}"))
     width = max(len(label) for label, _ in rows)
     lines = [f"job {job.jobid}"]
     lines += [f"  {label.ljust(width)}  {value}" for label, value in rows]

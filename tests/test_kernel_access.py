@@ -32,11 +32,14 @@ class Driver:
         self.kernel = Kernel(KernelConfig(heartbeat_sec=1.0, max_hold_sec=1.0))
         self.now = T0
         self._nonces = itertools.count(1)
+        self.kernel_actions: list = []
 
     def send(self, who: Principal, msg: Message, peer: str = "p") -> list:
         msg.nonce = next(self._nonces).to_bytes(16, "big")
         msg.sendtime_ns = int(self.now * NS)
-        return self.kernel.handle(msg, peer, self.now, who)
+        out = self.kernel.handle(msg, peer, self.now, who)
+        self.kernel_actions += out
+        return out
 
     def reply(self, who: Principal, msg: Message, peer: str = "p") -> Message:
         replies = [
@@ -150,10 +153,15 @@ def test_jobs_record_their_owner_and_submitters_change_only_their_own() -> None:
     many = d.reply(BOB, Message(Kind.CANCEL, text=f"{a}-{b}"))
     assert many.kind == Kind.ACK and many.count == 1
     assert "not yours, so left alone: 1-2" in many.text
-    held = d.reply(BOB, Message(Kind.HOLD, text=f"{a}-{a + 1}"))
-    assert held.count == 0 and "not yours" in held.text
+    held = d.reply(BOB, Message(Kind.HOLD, text=f"{a}-{a + 1}"))  # none of them bob's
+    assert held.kind == Kind.DENIED
+    assert held.text == "this credential (submit: bob) may not hold jobs 1-2: they are not its own"
     assert d.reply(ALICE, Message(Kind.HOLD, text=f"{a}-{a + 1}")).count == 2
-    assert d.reply(BOB, Message(Kind.RELEASE, text=f"{a}")).count == 0
+    released = d.reply(BOB, Message(Kind.RELEASE, text=f"{a}"))
+    assert released.kind == Kind.DENIED and released.text.endswith("it belongs to alice")
+    assert d.reply(BOB, Message(Kind.CANCEL, text=f"{a}")).kind == Kind.DENIED
+    mixed = d.reply(BOB, Message(Kind.HOLD, text=f"{a}-{b}"))  # bob's b1 was cancelled above
+    assert mixed.kind == Kind.DENIED
     assert d.reply(OPS, Message(Kind.CANCEL, jobid=a)).kind == Kind.ACK  # admins: anyone's
 
 
@@ -226,3 +234,36 @@ def test_an_expired_credential_is_refused_with_when() -> None:
 def test_utc_text_agrees_with_datetime(ns: int) -> None:
     expected = datetime.fromtimestamp(ns // NS, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert utc_text(ns) == expected
+
+
+def test_a_revoked_idle_worker_gets_no_job_and_a_busy_ones_runs_go_back() -> None:
+    d = Driver()
+    d.send(NODE1, Message(Kind.REQUEST_WORK, workerid="node1", host="h", wait_ms=900), "w1")
+    out = d.send(OPS, Message(Kind.REVOKE, text="node1"), "admin")
+    assert [a.msg.kind for a in out if isinstance(a, Reply) and a.peer == "w1"] == [Kind.DENIED]
+    jobid = d.submit(ALICE, "a")
+    assert d.kernel.running == {} and d.kernel.waiting.get(jobid) is not None
+    # a busy worker: its held heartbeat is answered DENIED and its run requeued at once
+    node3 = Principal(WORK, "node3", issued_ns=int(T0 * NS) - 10)
+    job = d.reply(node3, Message(Kind.REQUEST_WORK, workerid="node3", host="h", wait_ms=900), "w3")
+    assert job.kind == Kind.JOB and job.jobid == jobid
+    beat = Message(Kind.HEARTBEAT, workerid="node3", jobid=jobid, attempt=1, wait_ms=900)
+    assert d.send(node3, beat, "b3") == []  # held
+    out = d.send(OPS, Message(Kind.REVOKE, text="node3"), "admin")
+    assert [a.msg.kind for a in out if isinstance(a, Reply) and a.peer == "b3"] == [Kind.DENIED]
+    assert d.kernel.running == {} and d.kernel.waiting.get(jobid).attempt == 1
+    assert d.kernel.stat_counters()["requeuedJobsCount"] == 1
+
+
+def test_a_worker_whose_credential_expires_while_it_waits_gets_denied_not_a_job() -> None:
+    d = Driver()
+    brief = Principal(WORK, "node4", issued_ns=int(T0 * NS) - 10, expires_ns=int((T0 + 0.5) * NS))
+    assert (
+        d.send(brief, Message(Kind.REQUEST_WORK, workerid="node4", host="h", wait_ms=900), "w4")
+        == []
+    )
+    d.now = T0 + 0.6
+    jobid = d.submit(ALICE, "a")
+    denied = [a.msg for a in d.kernel_actions if isinstance(a, Reply) and a.peer == "w4"]
+    assert [m.kind for m in denied] == [Kind.DENIED] and "expired at" in denied[0].text
+    assert d.kernel.running == {} and d.kernel.waiting.get(jobid) is not None

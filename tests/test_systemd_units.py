@@ -35,6 +35,17 @@ def test_both_units_restart_on_failure_and_log_to_the_journal() -> None:
     assert worker["KillMode"] == "mixed"  # systemd must not SIGTERM the jobs themselves
 
 
+def test_the_worker_unit_acts_with_the_credential_in_its_goq_home() -> None:
+    """docs/deployment.md copies a host's work credential to /etc/goq/USER/.goq/cred, where
+    `goq work` finds it by default; the unit names no key or credential of its own."""
+    worker = _unit("goq-worker@.service")["Service"]
+    assert worker["Environment"] == "GOQ_HOME=/etc/goq/%i"
+    assert (
+        "/etc/goq/research/.goq/cred"
+        in (UNITS.parent.parent / "docs" / "deployment.md").read_text()
+    )
+
+
 def _verify(tmp_path: Path, name: str, text: str) -> subprocess.CompletedProcess:
     goq = tmp_path / "goq"  # verify wants ExecStart's program to exist
     goq.write_text("#!/bin/sh\nexit 0\n")

@@ -9,7 +9,9 @@ Rules:
   NAME:anything): claiming another worker's name is refused. The jobs it reports must be runs
   the kernel gave that worker (anything else is counted stale, as before).
 - A credential past its expiry, or issued before its name was revoked, is refused whatever it
-  asks; revocations are durable (counters `revoked/NAME` = when) and take effect at once.
+  asks; revocations are durable (counters `revoked/NAME` = when) and take effect at once: the
+  requests its workers have held at the server are answered DENIED and their runs requeued,
+  and a worker whose credential expires while it waits gets DENIED instead of a job.
 - A job's environment goes only to the worker that runs it, and is shown only to its owner
   and admins.
 """
@@ -55,14 +57,9 @@ _WHAT = {
 
 def refusal(principal: Principal, msg: Message, now_ns: int, revoked: dict[str, int]) -> str | None:
     """Why `principal` may not make request `msg` now, or None when it may."""
-    if principal.expires_ns and now_ns >= principal.expires_ns:
-        return (
-            f"this credential ({principal}) expired at {utc_text(principal.expires_ns)}: "
-            "ask an admin for a new one (goq cred issue)"
-        )
-    at = revoked.get(principal.name)
-    if at is not None and principal.issued_ns <= at:
-        return f"this credential ({principal}) was revoked at {utc_text(at)}"
+    why = lapsed(principal, now_ns, revoked)
+    if why is not None:
+        return why
     role = principal.role
     if role == ADMIN:
         return None
@@ -74,6 +71,20 @@ def refusal(principal: Principal, msg: Message, now_ns: int, revoked: dict[str, 
             f"this credential ({principal}) may act only as worker {principal.name!r} "
             f"(or {principal.name}:SUFFIX), not as {msg.workerid!r}"
         )
+    return None
+
+
+def lapsed(principal: Principal, now_ns: int, revoked: dict[str, int]) -> str | None:
+    """Why `principal`'s credential no longer counts (expired, or revoked), or None. Checked on
+    every request, and on a worker's held request whenever a job could go to it."""
+    if principal.expires_ns and now_ns >= principal.expires_ns:
+        return (
+            f"this credential ({principal}) expired at {utc_text(principal.expires_ns)}: "
+            "ask an admin for a new one (goq cred issue)"
+        )
+    at = revoked.get(principal.name)
+    if at is not None and principal.issued_ns <= at:
+        return f"this credential ({principal}) was revoked at {utc_text(at)}"
     return None
 
 

@@ -63,7 +63,7 @@ from goq_core.attempts import (
 )
 from goq_core.drops import REPLAY
 from goq_core.jobquery import parse as parse_query
-from goq_core.kernel.access import REVOKED, may_change, refusal
+from goq_core.kernel.access import REVOKED, lapsed, may_change, refusal
 from goq_core.kernel.actions import (
     Action,
     Forget,
@@ -192,6 +192,7 @@ class Worker:
     doomed: bool = False  # immolated: tell it EXIT at next contact
     check_at: float = _NEVER  # when its pending liveness timer fires
     deaf_at: float = 0.0  # the kernel's `deaf` total when it was last heard
+    principal: Principal = ROOT  # the credential it last spoke with (kernel/access.py)
 
 
 @dataclass(slots=True)
@@ -625,6 +626,7 @@ class Kernel:
             self._requeue_all(worker, now, out)  # the same host restarted it: the old
             self._forget(worker)  # process is gone, and its runs with it
         worker = self._worker(msg.workerid, msg.host, now)
+        worker.principal = self._principal
         if worker.doomed:
             self._exit(worker, peer, msg.nonce, out)
             return
@@ -653,6 +655,7 @@ class Kernel:
 
     def _on_heartbeat(self, msg: Message, peer: Hashable, now: float, out: list[Action]) -> None:
         worker = self._worker(msg.workerid, msg.host, now)
+        worker.principal = self._principal
         if worker.doomed:
             self._exit(worker, peer, msg.nonce, out)
             return
@@ -754,6 +757,9 @@ class Kernel:
         ranges = idranges.parse(msg.text)
         jobs = [job for job in self._live_in(ranges) if job.state not in ENDED]
         jobs, others = self._own(jobs)
+        if others and not jobs:
+            self._deny_others(msg, peer, "cancel", others, out)
+            return
         cancelled = 0
         for job in jobs:
             if job.state not in ENDED:  # else cancelled meanwhile: it depended on one before
@@ -834,6 +840,9 @@ class Kernel:
     def _on_hold(self, msg: Message, peer: Hashable, now: float, out: list[Action]) -> None:
         moved, running = 0, []
         jobs, others = self._own(self._live_in(idranges.parse(msg.text)))
+        if others and not jobs:
+            self._deny_others(msg, peer, "hold", others, out)
+            return
         for job in jobs:
             jobid = job.jobid
             if job.state == HELD:
@@ -857,6 +866,9 @@ class Kernel:
     def _on_release(self, msg: Message, peer: Hashable, now: float, out: list[Action]) -> None:
         moved = 0
         jobs, others = self._own(self._live_in(idranges.parse(msg.text)))
+        if others and not jobs:
+            self._deny_others(msg, peer, "release", others, out)
+            return
         for job in jobs:
             if job.state != HELD:
                 continue
@@ -1059,11 +1071,27 @@ class Kernel:
         """Refuse the credentials of a name issued until now (a credential issued later under
         the same name is good: rotation). Saved with the batch (the request is remembered)."""
         if msg.text:
-            self.revoked[msg.text] = int(now * _NS)
+            now_ns = self.revoked[msg.text] = int(now * _NS)
+            for worker in list(self.workers.values()):
+                why = lapsed(worker.principal, now_ns, self.revoked)
+                if why is not None and worker.principal is not ROOT:
+                    self._deny_worker(worker, why, now, out)
+            self._dispatch(now, out)
         text = json.dumps({"revoked": self.revoked}, separators=(",", ":"), sort_keys=True)
         out.append(
             Reply(peer, Message(Kind.ACK, reply_to=msg.nonce, count=len(self.revoked), text=text))
         )
+
+    def _deny_worker(self, worker: Worker, why: str, now: float, out: list[Action]) -> None:
+        """A worker whose credential no longer counts: its held requests are answered DENIED
+        (it stops, killing its runs), its runs go back to the queue, and it is forgotten."""
+        for held in (worker.ask, worker.beat):
+            if held is not None and not held.answered:
+                self.counters.denied += 1
+                self._answer(held, Message(Kind.DENIED, text=why), out)
+        worker.ask = worker.beat = None
+        self._requeue_all(worker, now, out)
+        self._forget(worker)
 
     def _own(self, jobs: Iterable[Job]) -> tuple[list[Job], list[int]]:
         """The jobs the request's principal may change, and the ids of the others."""
@@ -1078,6 +1106,17 @@ class Kernel:
             else:
                 others.append(job.jobid)
         return mine, others
+
+    def _deny_others(
+        self, msg: Message, peer: Hashable, verb: str, others: list[int], out: list[Action]
+    ) -> None:
+        """Every live job a CANCEL, HOLD or RELEASE named belongs to someone else."""
+        if len(others) == 1:
+            job = self._live(others[0])
+            whose = job.owner if job is not None else "someone else"
+            self._deny(msg, peer, f"{verb} job {others[0]}: it belongs to {whose}", out)
+        else:
+            self._deny(msg, peer, f"{verb} jobs {_some(others)}: they are not its own", out)
 
     def _deny(self, msg: Message, peer: Hashable, what: str, out: list[Action]) -> None:
         self.counters.denied += 1
@@ -1157,6 +1196,11 @@ class Kernel:
             or not self.waiting
             or worker.workerid in self.drained
         ):
+            return
+        expires = worker.principal.expires_ns
+        if expires and now * _NS >= expires:  # it expired while its request waited
+            why = lapsed(worker.principal, int(now * _NS), self.revoked)
+            self._deny_worker(worker, why or "expired", now, out)
             return
         room = worker.free
         first = self._head()
