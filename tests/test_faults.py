@@ -243,8 +243,8 @@ def test_job_that_ends_while_the_server_is_down_is_delivered_when_it_is_back(
     )
 
 
-_RUNNING_LINE = re.compile(r"^\s+(\d+)\s+\S+\s+on (\S+)\s+(.*)$")
-_WAITING_LINE = re.compile(r"^\s+(\d+)\s+\S+\s+attempt (\d+)\s+(.*)$")
+_RUNNING_LINE = re.compile(r"^\s+(\d+)\s+\S+\s+(?:by \S+\s+)?on (\S+)\s+(.*)$")
+_WAITING_LINE = re.compile(r"^\s+(\d+)\s+\S+\s+(?:by \S+\s+)?attempt (\d+)\s+(.*)$")
 _KEPT = (
     "runQlen",
     "waitingJobs",

@@ -324,7 +324,7 @@ def _tampered(roles: Roles, case: str) -> Path:
     return path
 
 
-NOT_AUTHENTIC = "this credential does not match the cluster's root secret"
+NOT_AUTHENTIC = "this credential was not made from this cluster's root secret"
 BAD_FILES = [
     ("role-edited", NOT_AUTHENTIC),
     ("name-edited", NOT_AUTHENTIC),

@@ -91,8 +91,9 @@ _REFUSALS = {
 
 
 _BAD_CREDENTIAL = (
-    "refused: the server could not authenticate the message: this credential does not match "
-    "the cluster's root secret (changed by hand, damaged, or issued by another cluster)"
+    "refused: the server could not authenticate the message: this credential was not made from "
+    "this cluster's root secret (the server's $GOQ_HOME/.goq/key): issued by another cluster, "
+    "changed by hand, or damaged"
 )
 
 
