@@ -114,3 +114,21 @@ def test_matching_benchmark_prints_its_figures() -> None:
     figures = json.loads(done.stdout)
     assert figures["dispatched"] > 0 and figures["waiting"] == 500
     assert all(_is_number(v) for v in figures["per_dispatch_us"].values())
+
+
+def test_server_cost_benchmark_drives_a_real_server_with_synthetic_workers() -> None:
+    bench = SUITE.parent / "server_cost.py"
+    done = subprocess.run(
+        [sys.executable, str(bench), "--jobs", "200", "--trials", "1", "--batch", "50"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    figures = json.loads(done.stdout)
+    [trial] = figures["trials"]
+    assert trial["jobs"] == 200 and trial["output_files"] == 200  # every job ran its lifecycle
+    assert trial["results_acked"] >= 200 - figures["meta"]["workers"]  # a last ask may be held
+    for name in ("total_cpu_us_per_job", "drain_cpu_us_per_job", "drain_jobs_per_s"):
+        assert _is_number(figures["summary"][name]) and figures["summary"][name] > 0, name
+    assert "main" in trial["drain_threads"]
