@@ -14,6 +14,7 @@ kernel's role check; then STAT round trips through a real server with each, alte
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import os
@@ -25,7 +26,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from goq_core.config import Settings
@@ -203,6 +204,22 @@ def bench_combo(combo: str, n: int, ops: list[str]) -> dict:
             server.close()
         return {"combo": combo, "server": "thread of the bench process", "runs": rows}
 
+    with server_process(combo, port, home, key) as proc:
+        try:
+            for op in ops:
+                for threads in THREADS:
+                    calls = goq_calls(settings, key, plugins, op, opened)
+                    run = timed(threads, n // threads, calls, lambda: cpu_seconds(proc.pid))
+                    rows.append({"op": op, **summary(run, threads, False)})
+        finally:
+            for client in opened:
+                client.close()
+    return {"combo": combo, "server": "subprocess", "runs": rows}
+
+
+@contextlib.contextmanager
+def server_process(combo: str, port: int, home: str, key: bytes) -> Iterator[subprocess.Popen]:
+    """A goq server in its own process (see `serve`), stopped by SIGTERM on leaving."""
     proc = subprocess.Popen(
         [sys.executable, __file__, "--serve", combo, str(port), home],
         stdin=subprocess.PIPE,
@@ -216,21 +233,14 @@ def bench_combo(combo: str, n: int, ops: list[str]) -> dict:
         line = proc.stdout.readline().strip()
         if line != "ready":
             raise RuntimeError(f"server for {combo} did not start: {line!r}")
-        for op in ops:
-            for threads in THREADS:
-                calls = goq_calls(settings, key, plugins, op, opened)
-                run = timed(threads, n // threads, calls, lambda: cpu_seconds(proc.pid))
-                rows.append({"op": op, **summary(run, threads, False)})
+        yield proc
     finally:
-        for client in opened:
-            client.close()
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(5)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
-    return {"combo": combo, "server": "subprocess", "runs": rows}
 
 
 def serve(combo: str, port: int, home: str) -> None:
@@ -366,34 +376,18 @@ def bench_credentials(n: int) -> dict:
     home = tempfile.mkdtemp(prefix="goq-bench-")
     port = free_port()
     settings = combo_settings(home, port, DEFAULT)
-    proc = subprocess.Popen(
-        [sys.executable, __file__, "--serve", DEFAULT, str(port), home],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
     trips: dict[str, list[float]] = {"root": [], "credential": []}
     opened: list[Client] = []
-    try:
-        assert proc.stdin is not None and proc.stdout is not None
-        proc.stdin.write(root.hex() + "\n")
-        proc.stdin.close()
-        if proc.stdout.readline().strip() != "ready":
-            raise RuntimeError("server did not start")
-        for _ in range(3):
-            for mode, secret in (("root", root), ("credential", alice)):
-                calls = goq_calls(settings, secret, plugins, "stat", opened)
-                run = timed(1, n // 4, calls, lambda: cpu_seconds(proc.pid))
-                trips[mode].append(run.server_cpu / len(run.latencies) * 1e6)
-    finally:
-        for client in opened:
-            client.close()
-        proc.send_signal(signal.SIGTERM)
+    with server_process(DEFAULT, port, home, root) as proc:
         try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+            for _ in range(3):
+                for mode, secret in (("root", root), ("credential", alice)):
+                    calls = goq_calls(settings, secret, plugins, "stat", opened)
+                    run = timed(1, n // 4, calls, lambda: cpu_seconds(proc.pid))
+                    trips[mode].append(run.server_cpu / len(run.latencies) * 1e6)
+        finally:
+            for client in opened:
+                client.close()
     return {
         "gate_open_us": {
             "root_secret_frame": figures["root"],

@@ -11,11 +11,10 @@ one a command uses: GOQ_CRED / --cred, else $GOQ_HOME/.goq/cred, else the root s
 from __future__ import annotations
 
 import os
-import stat
 
 from goq_core.config import Settings, settings_dir
 from goq_core.errors import ConfigError
-from goq_core.keys import KEY_BYTES, load_key, write_private
+from goq_core.keys import KEY_BYTES, load_key, read_private, write_private
 from goq_core.principals import ROLES, Principal, Secret, name_problem
 
 CRED_FILE = "cred"  # the default credential in $GOQ_HOME/.goq
@@ -98,22 +97,7 @@ def parse(text: str, where: str) -> Secret:
 
 def load_credential(path: str) -> Secret:
     """Read a credential file; ConfigError if missing, readable by others, or damaged."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise ConfigError(f"no credential file {path}") from None
-    except OSError as e:
-        raise ConfigError(f"cannot read credential {path}: {e.strerror}") from None
-    try:
-        mode = stat.S_IMODE(os.fstat(fd).st_mode)
-        if mode & 0o077:
-            raise ConfigError(
-                f"permissions {mode:04o} for credential {path} are too open: others could "
-                f"read it; run `chmod 600 {path}`"
-            )
-        data = os.read(fd, _MAX_FILE + 1)
-    finally:
-        os.close(fd)
+    data = read_private(path, "credential", _MAX_FILE + 1, f"no credential file {path}")
     if len(data) > _MAX_FILE:
         raise ConfigError(f"{path} is not a goq credential (too large)")
     try:

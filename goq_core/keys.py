@@ -66,31 +66,35 @@ def load_key(home: str) -> bytes:
     """The cluster key. ConfigError if it is missing, readable by others, or the wrong size."""
     d = settings_dir(home)
     path = key_path(home)
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise ConfigError(
-            f"no key in {d}; run `goq init` first (or copy $GOQ_HOME/.goq from the server host)"
-        ) from None
-    except OSError as e:
-        raise ConfigError(f"cannot read key {path}: {e.strerror}") from None
-    try:
-        st = os.fstat(fd)
-        mode = stat.S_IMODE(st.st_mode)
-        if mode & 0o077:
-            raise ConfigError(
-                f"permissions {mode:04o} for key {path} are too open: others could read it; "
-                f"run `chmod 600 {path}`"
-            )
-        data = os.read(fd, KEY_BYTES + 1)
-    finally:
-        os.close(fd)
+    missing = f"no key in {d}; run `goq init` first (or copy $GOQ_HOME/.goq from the server host)"
+    data = read_private(path, "key", KEY_BYTES + 1, missing)
     if len(data) != KEY_BYTES:
         raise ConfigError(
             f"key {path} is damaged ({len(data)} bytes, expected {KEY_BYTES}); "
             f"copy it again from the server host, or remove {d} to start over"
         )
     return data
+
+
+def read_private(path: str, what: str, limit: int, missing: str) -> bytes:
+    """Up to `limit` bytes of a secret file (`what`: "key", "credential"); ConfigError
+    (`missing` when there is none) if it cannot be read or others could read it."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise ConfigError(missing) from None
+    except OSError as e:
+        raise ConfigError(f"cannot read {what} {path}: {e.strerror}") from None
+    try:
+        mode = stat.S_IMODE(os.fstat(fd).st_mode)
+        if mode & 0o077:
+            raise ConfigError(
+                f"permissions {mode:04o} for {what} {path} are too open: others could read "
+                f"it; run `chmod 600 {path}`"
+            )
+        return os.read(fd, limit)
+    finally:
+        os.close(fd)
 
 
 def write_private(path: str, data: bytes) -> None:
