@@ -200,6 +200,7 @@ IMPORTS = (
     "pluggy",
     "click",
     "cryptography.hazmat.primitives.ciphers.aead",
+    "cryptography.hazmat.bindings._rust",  # where goq_codecs.aesgcm takes AESGCM from
     "Crypto.Cipher.AES",
     "goq_core.messages",
     "goq_core.config",

@@ -6,6 +6,11 @@ pycryptodome's GCM object costs ~100 µs to build and is good for one nonce only
 does GCM from parts built once per key (the GHASH key tables and an ECB cipher) plus one CTR
 cipher per message, which is several times faster; if pycryptodome's private GHASH helpers ever
 move, it falls back to a GCM object per message (same bytes, just slower).
+
+`cryptography`'s AESGCM class is taken from the Rust bindings module that defines it, which
+`cryptography.hazmat.primitives.ciphers.aead` only re-exports: importing that package costs
+`goq sub` 3-4 ms more (the ciphers package's algorithms and modes). If the bindings move, the
+public module is used.
 """
 
 from __future__ import annotations
@@ -13,10 +18,14 @@ from __future__ import annotations
 import os
 import struct
 from _operator import _compare_digest  # hmac.compare_digest, without importing hashlib
-from typing import Any
 
 from goq_core.errors import CipherError
-from goq_core.interfaces import Cipher
+
+TYPE_CHECKING = False  # typing and goq_core.interfaces: for type checkers only
+if TYPE_CHECKING:
+    from typing import Any
+
+    from goq_core.interfaces import Cipher
 
 KEY_SIZE = 32
 NONCE_SIZE = 12
@@ -63,9 +72,8 @@ class CryptographyAesGcm:
 
     def __init__(self, key: bytes) -> None:
         from cryptography.exceptions import InvalidTag
-        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-        self._aead = AESGCM(check_key(key))
+        self._aead = _cryptography_aesgcm()(check_key(key))
         self._invalid_tag = InvalidTag
 
     def seal(self, plaintext: bytes, aad: bytes) -> bytes:
@@ -85,6 +93,18 @@ class CryptographyAesGcm:
             raise CipherError(_BAD_TAG) from None
         except Exception as exc:
             raise CipherError(f"cannot open: {exc}") from None
+
+
+def _cryptography_aesgcm() -> type:
+    """cryptography's AESGCM class, from the module that defines it when it is still there."""
+    try:
+        from cryptography.hazmat.bindings._rust import openssl
+
+        return openssl.aead.AESGCM
+    except (ImportError, AttributeError):
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        return AESGCM
 
 
 class PycryptodomeAesGcm:

@@ -3,32 +3,50 @@ built-ins exactly the same way, and looks up transports, codecs, ciphers and sto
 
 ``GOQ_LOAD_PLUGINS`` (comma-separated entry-point names, empty for none) limits which
 third-party plugins load: useful in tests and for a fast CLI start.
+
+The fast start of `goq sub` and `goq stat` (``Plugins(lazy=True)``) imports no pluggy (10-20 ms):
+while only built-in names are asked for and GOQ_LOAD_PLUGINS names no plugin, it calls the
+built-in client plugins' register hooks (CLIENT_PLUGINS) itself, the very functions pluggy calls
+for them; any other name, GOQ_LOAD_PLUGINS naming a plugin, and stores take the plugin manager.
+The built-in transports' and codecs' hooks are plain functions for that reason (a `@hookimpl`
+would import pluggy): `register_builtin` marks them when it registers their modules.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Callable
-from typing import Any
 
-import pluggy
-
-from goq_core import hookspecs
 from goq_core.errors import PluginNotFound
-from goq_core.interfaces import Cipher, Codec, Store, Transport
+
+TYPE_CHECKING = False  # typing and the interfaces cost the fast path; only type checkers need them
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    import pluggy
+
+    from goq_core.interfaces import Cipher, Codec, Store, Transport
 
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "goq_transports.plugin",
     "goq_codecs.plugin",
     "goq_core.stores.plugin",
 )
+# The built-ins among DEFAULT_PLUGINS that offer what a client needs (transports, codecs,
+# ciphers): the ones `Plugins(lazy=True)` calls directly.
+CLIENT_PLUGINS: tuple[str, ...] = ("goq_transports.plugin", "goq_codecs.plugin")
 
 _KINDS = ("transport", "codec", "cipher", "store")
+_CLIENT_KINDS = ("transport", "codec", "cipher")
 
 
 def make_plugin_manager(load_entrypoints: bool = True) -> pluggy.PluginManager:
     """A fresh plugin manager with the third-party (entry point) and built-in plugins."""
+    import pluggy
+
+    from goq_core import hookspecs
+
     pm = pluggy.PluginManager("goq")
     pm.add_hookspecs(hookspecs)
     if load_entrypoints:
@@ -36,8 +54,28 @@ def make_plugin_manager(load_entrypoints: bool = True) -> pluggy.PluginManager:
     for modname in DEFAULT_PLUGINS:
         mod = importlib.import_module(modname)
         if not pm.is_registered(mod):
-            pm.register(mod, name=modname)
+            register_builtin(pm, mod, name=modname)
     return pm
+
+
+def register_builtin(pm: pluggy.PluginManager, module: Any, name: str | None = None) -> None:
+    """Register a built-in plugin module with `pm`, first marking its hook functions (those
+    named as a goq hook, not marked yet) as a `@hookimpl` on each would have: the built-in
+    client plugins' hooks are plain functions (see the module's doc)."""
+    from goq_core import hookspecs
+
+    marker = hookspecs.hookimpl
+    mark = f"{marker.project_name}_impl"
+    for attr, value in vars(module).items():
+        hook = attr.startswith("goq_") and hasattr(hookspecs, attr) and callable(value)
+        if hook and getattr(value, mark, None) is None:
+            marker(value)
+    pm.register(module, name=name)
+
+
+def _wanted_entrypoints() -> bool:
+    """True when GOQ_LOAD_PLUGINS names at least one plugin to load."""
+    return any(n.strip() for n in os.environ.get("GOQ_LOAD_PLUGINS", "").split(","))
 
 
 def load_entrypoint_plugins(pm: pluggy.PluginManager) -> None:
@@ -70,7 +108,7 @@ def load_entrypoints_one_by_one(pm: pluggy.PluginManager) -> list[str]:
     return problems
 
 
-CommandFactory = Callable[[], Any]
+CommandFactory = "Callable[[], Any]"  # (a string: typing stays off the fast path)
 
 
 def command_factories(
@@ -111,11 +149,22 @@ class Plugins:
 
     def __init__(self, pm: pluggy.PluginManager | None = None, lazy: bool = False) -> None:
         """With `lazy`, third-party plugins are loaded only when a name is not among the
-        built-ins (a fast start for `goq sub`); otherwise `pm` (default: everything) is used."""
+        built-ins or GOQ_LOAD_PLUGINS names one (a fast start for `goq sub`: no pluggy until
+        then, see the module's doc); otherwise `pm` (default: everything) is used."""
+        if pm is None and lazy and _wanted_entrypoints():
+            lazy = False  # plugins asked for by name: load them, as the full CLI would
         self._scan_on_miss = pm is None and lazy
-        self.pm = pm if pm is not None else make_plugin_manager(load_entrypoints=not lazy)
+        self._direct = pm is None and lazy  # built-in client plugins called without pluggy
+        self._pm = pm if pm is not None or lazy else make_plugin_manager()
         self._factories: dict[str, dict[str, Callable[..., Any]]] = {}
         self._made: dict[tuple[str, str], Any] = {}
+
+    @property
+    def pm(self) -> pluggy.PluginManager:
+        """The plugin manager (made on first use by a lazy Plugins: the built-ins only)."""
+        if self._pm is None:
+            self._pm = make_plugin_manager(load_entrypoints=False)
+        return self._pm
 
     def factories(self, kind: str) -> dict[str, Callable[..., Any]]:
         """Every registered factory of one kind ("transport", "codec", "cipher", "store")."""
@@ -128,7 +177,15 @@ class Plugins:
             def register(name: str, factory: Callable[..., Any]) -> None:
                 found[name] = factory
 
-            getattr(self.pm.hook, f"goq_register_{kind}s")(register=register)
+            hook = f"goq_register_{kind}s"
+            if self._direct and kind in _CLIENT_KINDS:
+                # what pluggy does with the built-ins alone: each module's hook, last first
+                for modname in reversed(CLIENT_PLUGINS):
+                    impl = getattr(importlib.import_module(modname), hook, None)
+                    if impl is not None:
+                        impl(register=register)
+            else:
+                getattr(self.pm.hook, hook)(register=register)
             self._factories[kind] = found
         return found
 
@@ -138,7 +195,7 @@ class Plugins:
     def _factory(self, kind: str, name: str) -> Callable[..., Any]:
         table = self.factories(kind)
         if name not in table and self._scan_on_miss:
-            self._scan_on_miss = False
+            self._scan_on_miss = self._direct = False
             load_entrypoint_plugins(self.pm)
             self._factories.clear()
             table = self.factories(kind)

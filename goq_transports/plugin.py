@@ -1,12 +1,17 @@
 """Registers the built-in transports (memory, nng, zmq) with goq's plugin manager.
 
-Cheap to import: pynng and pyzmq are imported only when a factory runs.
+Cheap to import: pynng and pyzmq are imported only when a factory runs. The hook is a plain
+function, not marked `@hookimpl` (that would import pluggy on the CLI's fast path):
+`goq_core.plugins.register_builtin` marks it when it registers this module, and
+`Plugins(lazy=True)` calls it directly (see goq_core.plugins).
 """
 
 from __future__ import annotations
 
-from goq_core.hookspecs import Register, hookimpl
-from goq_core.interfaces import Transport
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from goq_core.hookspecs import Register
+    from goq_core.interfaces import Transport
 
 
 def memory_transport() -> Transport:
@@ -27,7 +32,6 @@ def zmq_transport() -> Transport:
     return ZmqTransport()
 
 
-@hookimpl
 def goq_register_transports(register: Register) -> None:
     register("memory", memory_transport)
     register("nng", nng_transport)

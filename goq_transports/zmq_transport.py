@@ -33,13 +33,16 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Hashable
 
 import zmq
 
 from goq_core.errors import FrameTooBig, TransportError, TransportTimeout
-from goq_core.interfaces import DEFAULT_MAX_FRAME
+from goq_core.limits import MAX_FRAME as DEFAULT_MAX_FRAME  # = goq_core.interfaces' (cheaper)
 from goq_transports.common import REQID_LEN, check_tcp_address, first_reqid, retry_in_use
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Hashable
 
 _RECONNECT_MS = 20
 _RECONNECT_MAX_MS = 500

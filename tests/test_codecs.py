@@ -24,7 +24,7 @@ from goq_codecs.raw import _HEAD, VERSION, RawCodec
 from goq_core import hookspecs
 from goq_core.errors import CodecError
 from goq_core.messages import Job, JobState, Kind, Message
-from goq_core.plugins import Plugins
+from goq_core.plugins import Plugins, register_builtin
 
 INT64 = st.integers(-(2**63), 2**63 - 1)
 JOB_ID = st.integers(0, 2**63 - 1)  # what after/after_any hold
@@ -592,7 +592,7 @@ def test_capnp_schema_loads_in_a_subprocess() -> None:
 def codec_plugins() -> Plugins:
     pm = pluggy.PluginManager("goq")
     pm.add_hookspecs(hookspecs)
-    pm.register(goq_codecs.plugin)
+    register_builtin(pm, goq_codecs.plugin)  # marks its plain hook functions, then registers
     return Plugins(pm)
 
 

@@ -20,14 +20,10 @@ job name (or "every job not ended") into such a set.
 
 from __future__ import annotations
 
-import json
 import time
 from bisect import bisect_right
-from collections.abc import Callable, Iterator
 
 from goq_core import idranges
-from goq_core.arrayspec import ArraySpec
-from goq_core.config import Settings
 from goq_core.errors import (
     BadFrame,
     CodecError,
@@ -37,14 +33,23 @@ from goq_core.errors import (
     TransportError,
     TransportTimeout,
 )
-from goq_core.interfaces import ClientEnd
-from goq_core.jobquery import JobQuery
 from goq_core.limits import MAX_ARRAY, MAX_FRAME, MAX_JOBS_PER_SUBMIT, MAX_TEXT, SUBMIT_CHUNK_BYTES
 from goq_core.messages import Job, Kind, Message
 from goq_core.plugins import Plugins
 from goq_core.principals import Secret
-from goq_core.records import Attempt, attempt_from_dict
 from goq_core.wire import Wire, error_text
+
+# Only what `goq sub` and `goq stat` need is imported above (the CLI's fast path); json,
+# records and the rest come in with the commands that use them.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from goq_core.arrayspec import ArraySpec
+    from goq_core.config import Settings
+    from goq_core.interfaces import ClientEnd
+    from goq_core.jobquery import JobQuery
+    from goq_core.records import Attempt
 
 _MS_PER_1000_JOBS = 100  # time the server may take per 1,000 jobs of one request (arrays,
 # cancelling many), on top of the send timeout: the server handles such a request in one go
@@ -300,6 +305,10 @@ class Client:
         if reply.kind != Kind.JOB_RECORD or len(reply.jobs) != 1:
             raise GoqError(f"unexpected reply to show: {reply.kind.name}")
         try:
+            import json
+
+            from goq_core.records import attempt_from_dict
+
             extra = json.loads(reply.text) if reply.text else {}
             attempts = [attempt_from_dict(a) for a in extra.get("attempts", [])]
         except (ValueError, TypeError) as exc:
@@ -327,6 +336,8 @@ class Client:
         reply = self.call(Message(Kind.WORKERS))
         if reply.kind != Kind.WORKER_LIST:
             raise GoqError(f"unexpected reply to workers: {reply.kind.name}")
+        import json
+
         try:
             doc = json.loads(reply.text)
         except ValueError as exc:
@@ -346,6 +357,8 @@ class Client:
         reply = self.call(Message(Kind.REVOKE, text=name or ""))
         if reply.kind != Kind.ACK:
             raise GoqError(f"unexpected reply to revoke: {reply.kind.name}")
+        import json
+
         try:
             revoked = json.loads(reply.text)["revoked"]
         except (ValueError, KeyError, TypeError) as exc:
