@@ -41,6 +41,10 @@ class Attempt:
     stime_us: int = 0  # system CPU time
 
 
+STATES = ("waiting", "blocked", "held", "running", "finished", "failed", "cancelled", "timeout")
+ENDED_STATES = frozenset({"finished", "failed", "cancelled", "timeout"})
+
+
 def state_name(job: Job) -> str:
     """The job's state as users see it: a FINISHED job that did not exit 0 "failed"."""
     if job.state == JobState.FINISHED:

@@ -18,6 +18,8 @@ from goq_core.attempts import (  # noqa: F401 (re-exported: one place to import 
     ATTEMPT_REQUEUED,
     ATTEMPT_TIMEOUT,
     ATTEMPT_UNDELIVERED,
+    ENDED_STATES,
+    STATES,
     Attempt,
     state_name,
 )
@@ -29,8 +31,6 @@ SCHEMA = 1  # the version of every JSON document goq prints (docs/json.md)
 # One field of these = one field of the JSON documents (docs/json.md). Each record has
 # `to_json()`; `JobRecord.from_job` is the one place a Job becomes what users see.
 
-STATES = ("waiting", "blocked", "held", "running", "finished", "failed", "cancelled", "timeout")
-ENDED_STATES = frozenset({"finished", "failed", "cancelled", "timeout"})
 LIVE_STATES = frozenset({"waiting", "blocked", "held", "running"})
 
 

@@ -16,9 +16,13 @@ import time
 
 from goq_core.drops import BAD_CODEC, BAD_SIG, GARBAGE, MISMATCH, TOO_BIG
 from goq_core.errors import BadFrame, CipherError, CodecError
-from goq_core.interfaces import DEFAULT_MAX_FRAME, Cipher, Codec
+from goq_core.limits import MAX_FRAME as DEFAULT_MAX_FRAME
 from goq_core.messages import Message
 from goq_core.principals import Principal
+
+TYPE_CHECKING = False  # the interfaces (dataclasses, records) cost `goq sub` ~5 ms to import
+if TYPE_CHECKING:
+    from goq_core.interfaces import Cipher, Codec
 
 MAGIC = b"GQ"
 VERSION = 1
