@@ -534,6 +534,7 @@ def analyse_samples(path: str, jobs: int, python_us_per_job: float) -> dict:
 # time is the cumulative time of its entry points (nested entries of one group not recounted).
 GROUPS = [
     ("output files (open/create, write)", "roles/output.py", "write"),
+    ("output files (open/create, write)", "roles/output.py", "write_many"),
     ("sqlite commit (store.save)", "stores/sqlite", "save"),
     ("codec encode/decode", "goq_codecs/raw", "encode"),
     ("codec encode/decode", "goq_codecs/raw", "decode"),
@@ -637,6 +638,35 @@ def _median(rows: list[dict], key: str) -> float:
     return round(statistics.median(r[key] for r in rows), 1)
 
 
+def _summary(runs: list[dict]) -> dict:
+    summary: dict = {
+        key: _median(runs, key)
+        for key in (
+            "total_cpu_us_per_job",
+            "submit_cpu_us_per_job",
+            "drain_cpu_us_per_job",
+            "drain_user_us_per_job",
+            "drain_sys_us_per_job",
+            "drain_jobs_per_s",
+            "submit_jobs_per_s",
+        )
+    }
+    threads: dict[str, dict[str, float]] = {}
+    for name in {n for r in runs for n in r["drain_threads"]}:
+        threads[name] = {
+            col: round(
+                statistics.median(r["drain_threads"].get(name, {}).get(col, 0.0) for r in runs), 1
+            )
+            for col in ("user_us_per_job", "sys_us_per_job")
+        }
+    summary["drain_threads_median"] = threads
+    total = summary["total_cpu_us_per_job"]
+    summary["target_us_per_job"] = TARGET_US_PER_JOB
+    summary["met"] = total <= TARGET_US_PER_JOB
+    summary["ratio_to_target"] = round(total / TARGET_US_PER_JOB, 2)
+    return summary
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--jobs", type=int, default=10_000)
@@ -647,6 +677,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tmpfs", action="store_true", help="submit directory on /dev/shm")
     ap.add_argument("--profile", action="store_true", help="one more trial under cProfile")
     ap.add_argument("--python", default=sys.executable, help="the goq install to measure")
+    ap.add_argument(
+        "--baseline-python",
+        metavar="PY",
+        help="also measure the goq install of this interpreter (e.g. a regular install of a "
+        "`git archive HEAD` snapshot), trials alternating with --python's, in the same run",
+    )
     ap.add_argument("--py-spy", help="py-spy binary for --profile's sampled trial (default: PATH)")
     ap.add_argument(
         "--real-drain",
@@ -658,6 +694,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--real-drain-jobs", type=int, default=10_000)
     ap.add_argument("--keep-profiles", metavar="DIR", help="keep --profile's raw files here")
     ap.add_argument("--save", action="store_true", help=f"also write {RESULTS}")
+    ap.add_argument("--out", metavar="FILE", help="with --save: write FILE instead")
     ap.add_argument("--_worker", type=int, default=-1, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args._worker >= 0:
@@ -678,42 +715,51 @@ def main(argv: list[str] | None = None) -> int:
         "trials": args.trials,
         "output_dir_fs": "tmpfs" if args.tmpfs else "same as /tmp",
     }
-    runs = []
+    baseline = GoqInstall.for_python(args.baseline_python) if args.baseline_python else None
+    if baseline is not None:
+        meta["baseline"] = {"python": baseline.python, "install": baseline.install}
+    runs: list[dict] = []
+    base_runs: list[dict] = []
     for i in range(args.trials):
-        r = trial(install, args.jobs, args.workers, args.batch, args.transport, args.tmpfs)
-        runs.append(r)
-        log(
-            f"trial {i + 1}: total {r['total_cpu_us_per_job']} µs/job (submit "
-            f"{r['submit_cpu_us_per_job']}, drain {r['drain_cpu_us_per_job']}), "
-            f"drain {r['drain_jobs_per_s']} jobs/s"
-        )
-    summary = {
-        key: _median(runs, key)
-        for key in (
-            "total_cpu_us_per_job",
-            "submit_cpu_us_per_job",
-            "drain_cpu_us_per_job",
-            "drain_user_us_per_job",
-            "drain_sys_us_per_job",
-            "drain_jobs_per_s",
-            "submit_jobs_per_s",
-        )
-    }
-    total = summary["total_cpu_us_per_job"]
-    summary["target_us_per_job"] = TARGET_US_PER_JOB
-    summary["met"] = total <= TARGET_US_PER_JOB
-    summary["ratio_to_target"] = round(total / TARGET_US_PER_JOB, 2)
+        # with a baseline: alternate which goes first, so that a drifting machine (this file
+        # system's create cost moves from trial to trial) weighs on both alike
+        order = [(install, runs, "")]
+        if baseline is not None:
+            order.append((baseline, base_runs, "baseline "))
+            if i % 2 == 0:
+                order.reverse()
+        for inst, into, what in order:
+            r = trial(inst, args.jobs, args.workers, args.batch, args.transport, args.tmpfs)
+            into.append(r)
+            log(
+                f"{what}trial {i + 1}: total {r['total_cpu_us_per_job']} µs/job (submit "
+                f"{r['submit_cpu_us_per_job']}, drain {r['drain_cpu_us_per_job']}), "
+                f"drain {r['drain_jobs_per_s']} jobs/s"
+            )
+    summary = _summary(runs)
     doc: dict = {"meta": meta, "summary": summary, "trials": runs}
+    if baseline is not None:
+        before = _summary(base_runs)
+        doc["baseline"] = {"summary": before, "trials": base_runs}
+        doc["after_over_before"] = {
+            key: round(summary[key] / before[key], 3) if before[key] else None
+            for key in ("total_cpu_us_per_job", "drain_cpu_us_per_job", "drain_jobs_per_s")
+        }
+        log(
+            f"before {before['total_cpu_us_per_job']} µs/job, after "
+            f"{summary['total_cpu_us_per_job']} µs/job (medians, same run, alternating)"
+        )
     if args.profile:
         doc["profile"] = profile_run(install, args, runs)
     if args.real_drain:
-        doc["real_drain"] = real_drain(install, args.real_drain, args.real_drain_jobs)
+        doc["real_drain"] = real_drain(install, args.real_drain, args.real_drain_jobs, baseline)
     doc["meta"]["elapsed_s"] = round(time.time() - began, 1)
     text = json.dumps(doc, indent=2)
     print(text)
     if args.save:
-        RESULTS.parent.mkdir(exist_ok=True)
-        RESULTS.write_text(text + "\n")
+        out = Path(args.out) if args.out else RESULTS
+        out.parent.mkdir(exist_ok=True)
+        out.write_text(text + "\n")
     return 0
 
 
@@ -747,34 +793,80 @@ def profile_run(install, args: argparse.Namespace, runs: list[dict]) -> dict:
     return out
 
 
-def real_drain(install, trials: int, jobs: int) -> dict:
+def real_drain(install, trials: int, jobs: int, before=None) -> dict:
     """bench/suite.py's drain (N `/bin/true` in one `goq sub --file`, 2 idle `goq work`, jobs/s
     from the job records) against its baseline, the rate at which 2 Python processes spawn
-    `/bin/true` (and the "worker-like" rate), measured just before each trial."""
+    `/bin/true` (and the "worker-like" rate), measured just before each trial. With `before`
+    (another install), each trial drains with both, in alternating order, each after its own
+    spawn measure."""
     import suite
     from _cluster import BenchCluster
 
     sizes = dataclasses.replace(suite.FULL, drain_jobs=jobs)
-    rows = []
+    rows: list[dict] = []
+    before_rows: list[dict] = []
     for i in range(trials):
-        baseline = {
-            "spawn_true_per_s_2procs": round(suite.spawn_rate("plain", 2, 2000), 1),
-            "spawn_worker_like_per_s_2procs": round(suite.spawn_rate("worker-like", 2, 2000), 1),
-        }
-        with tempfile.TemporaryDirectory(prefix="goq-real-drain-") as tmp:
-            cluster = BenchCluster(Path(tmp), install, "zmq", suite.HEARTBEAT)
-            try:
-                cluster.init()
-                cluster.start_server()
-                cluster.start_worker(2)
-                drain = suite.measure_drain(cluster, sizes, baseline)
-            finally:
-                cluster.close()
-        rows.append({**baseline, **drain})
-        log(
-            f"real drain {i + 1}: {drain['jobs_per_s']} jobs/s = "
-            f"{drain['ratio_to_spawn_true_2procs']} x spawn rate {baseline['spawn_true_per_s_2procs']}"
-        )
+        order = [(install, rows, "")]
+        if before is not None:
+            order.append((before, before_rows, "baseline "))
+            if i % 2 == 0:
+                order.reverse()
+        for inst, into, what in order:
+            baseline = {
+                "spawn_true_per_s_2procs": round(suite.spawn_rate("plain", 2, 2000), 1),
+                "spawn_worker_like_per_s_2procs": round(
+                    suite.spawn_rate("worker-like", 2, 2000), 1
+                ),
+            }
+            with tempfile.TemporaryDirectory(prefix="goq-real-drain-") as tmp:
+                cluster = BenchCluster(Path(tmp), inst, "zmq", suite.HEARTBEAT)
+                try:
+                    cluster.init()
+                    cluster.start_server()
+                    cluster.start_worker(2)
+                    latency = api_latency(cluster, suite)
+                    drain = suite.measure_drain(cluster, sizes, baseline)
+                    drain["dispatch_ms"] = latency
+                finally:
+                    cluster.close()
+            into.append({**baseline, **drain})
+            log(
+                f"{what}real drain {i + 1}: dispatch latency "
+                f"{latency['start_after_call_ms_median']} ms; {drain['jobs_per_s']} jobs/s = "
+                f"{drain['ratio_to_spawn_true_2procs']} x spawn rate "
+                f"{baseline['spawn_true_per_s_2procs']}"
+            )
+    out = _drain_summary(rows, jobs)
+    if before is not None:
+        out["baseline"] = _drain_summary(before_rows, jobs)
+    return out
+
+
+def api_latency(cluster, suite, jobs: int = 30, warmup: int = 5) -> dict:
+    """Single-job dispatch latency with idle workers: one job at a time by the Client API,
+    each after the previous ended; ms from the submit call to the job's start on the worker
+    (its record's start_ns), and from the server's accepting it (submit_ns)."""
+    client = cluster.client()
+    env = this_env()
+    call, accept = [], []
+    for i in range(warmup + jobs):
+        t_call = time.time_ns()
+        jobid, _ = client.submit([suite.noop_job(cluster.workdir, list(env))])
+        job = client.wait(jobid, deadline=time.time() + 30)
+        if job is None:
+            raise RuntimeError("wait gave no job record")
+        if i >= warmup:
+            call.append((job.start_ns - t_call) / 1e6)
+            accept.append((job.start_ns - job.submit_ns) / 1e6)
+    return {
+        "jobs": jobs,
+        "start_after_call_ms_median": round(statistics.median(call), 2),
+        "start_after_call_ms_p90": round(sorted(call)[int(0.9 * len(call))], 2),
+        "start_after_accept_ms_median": round(statistics.median(accept), 2),
+    }
+
+
+def _drain_summary(rows: list[dict], jobs: int) -> dict:
     keys = (
         "jobs_per_s",
         "spawn_true_per_s_2procs",
@@ -785,10 +877,14 @@ def real_drain(install, trials: int, jobs: int) -> dict:
         "job_processes_cpu_us_per_job",
     )
     ratio = statistics.median(r["ratio_to_spawn_true_2procs"] for r in rows)
+    median = {k: round(statistics.median(r[k] for r in rows), 3) for k in keys}
+    median["dispatch_start_after_call_ms"] = round(
+        statistics.median(r["dispatch_ms"]["start_after_call_ms_median"] for r in rows), 2
+    )
     return {
         "jobs": jobs,
         "workers": 2,
-        "median": {k: round(statistics.median(r[k] for r in rows), 3) for k in keys},
+        "median": median,
         "target_ratio": 0.5,
         "met": ratio >= 0.5,
         "trials": rows,

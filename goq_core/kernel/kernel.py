@@ -1213,6 +1213,8 @@ class Kernel:
         jobs: list[Job] = []
         limit = held.max_jobs
         while not limit or len(jobs) < limit:
+            if room.cpus < 1:  # every job needs a cpu: a full worker needs no search
+                break
             job = self._first_fitting(room, worker)
             if job is None:
                 break

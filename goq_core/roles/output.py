@@ -10,6 +10,11 @@ move the file the same way, so ODIR and out.NNNNN must be real directories and f
 ODIR components are created (mode 0o755 less the umask); a vanished submit directory is not.
 The file is opened O_NONBLOCK (a FIFO without a reader is refused at once, not waited on), is
 never truncated at open, and is written only when fstat says it is a regular file with one link.
+An attempt's first chunk first tries to create the file (O_CREAT|O_EXCL|O_NOFOLLOW): a file made
+by that open is a new, empty regular file with one link, so it needs neither the fstat nor the
+cut; any name already there (file, link, FIFO...) fails it with EEXIST and takes the careful way
+above. `write_many` writes a batch of chunks opening each directory once for all of them (the
+same opens, the same rules; a refusal of a directory holds for the batch).
 
 Permissions: the file is created 0o644 and missing ODIR directories 0o755, less the umask of
 the server process (the submitter's umask plays no part: the server creates them). So output is
@@ -36,7 +41,7 @@ import stat
 import sys
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from goq_core.messages import Job
 
@@ -49,6 +54,9 @@ _NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 _BASE_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | _NONBLOCK  # follows links
 _ODIR_FLAGS = _BASE_FLAGS | os.O_NOFOLLOW
 _FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY | _NONBLOCK
+# A file that does not exist yet: created here, so a regular file with one link (no fstat, and
+# nothing to cut); EEXIST (a file, a link, a FIFO of that name...) takes the careful way.
+_NEW_FLAGS = _FILE_FLAGS | os.O_EXCL
 
 _MAX_OFFSET = 1 << 62
 _PRIMARY, _FALLBACK, _LOST = 0, 1, 2  # where a remembered job's output goes
@@ -95,15 +103,37 @@ class OutputFiles:
         the file at `offset` first (an attempt's first chunk).
 
         Returns True when it changed `job.note` (the caller must then save the job)."""
+        return self._write_chunk(job, offset, data, start, None)
+
+    def _write_chunk(
+        self, job: Job, offset: int, data: bytes, start: bool | None, dirs: _Dirs | None
+    ) -> bool:
         try:
-            return self._write(job, offset, data, offset == 0 if start is None else start)
+            return self._write(job, offset, data, offset == 0 if start is None else start, dirs)
         except Exception as exc:  # the server must survive anything
             with contextlib.suppress(Exception):
                 self._log(f"job {job.jobid}: output not written: {exc!r}")
             return False
 
+    def write_many(self, chunks: Sequence[tuple[Job, int, bytes, bool | None]]) -> list[bool]:
+        """`write` each (job, offset, data, start) in order, opening each output directory
+        once for all of them (the rules are the same: every directory is opened as `write`
+        opens it, then its files are opened through that one descriptor); never raises."""
+        dirs: _Dirs = {}
+        try:
+            return [
+                self._write_chunk(job, off, data, start, dirs) for job, off, data, start in chunks
+            ]
+        finally:
+            for dfd in dirs.values():
+                if isinstance(dfd, int):
+                    with contextlib.suppress(OSError):
+                        os.close(dfd)
+
     def forget(self, jobid: int) -> None:
         """Drop what is remembered about a job (call once its output is complete)."""
+        if jobid not in self._jobs:  # the usual case, no lock: only writers change it
+            return
         with self._lock:
             self._jobs.pop(jobid, None)
 
@@ -114,7 +144,9 @@ class OutputFiles:
 
     # internals
 
-    def _write(self, job: Job, offset: int, data: bytes, start: bool) -> bool:
+    def _write(
+        self, job: Job, offset: int, data: bytes, start: bool, dirs: _Dirs | None = None
+    ) -> bool:
         jobid = job.jobid
         name = f"out.{jobid:05d}"
         route = self._jobs.get(jobid)  # no lock to read: only writers hold it
@@ -123,7 +155,7 @@ class OutputFiles:
                 self._jobs.move_to_end(jobid)
         if route == _FALLBACK:
             try:
-                self._write_under(self._home_base, self._parts, name, offset, data, start)
+                self._write_under(self._home_base, self._parts, name, offset, data, start, (), dirs)
                 return False
             except _Refused as why:
                 return self._lost(job, str(why), None)
@@ -142,17 +174,17 @@ class OutputFiles:
             return self._lost(job, f"chunk offset {offset} is out of range", None) or noted
         try:
             base = self._base(job.dir, choice)
-            self._write_under(base, choice.parts, name, offset, data, start, self._roots)
+            self._write_under(base, choice.parts, name, offset, data, start, self._roots, dirs)
             return noted
         except _Refused as why:
             refused = str(why)
         if route == _LOST:  # already logged and noted: retry quietly, on the fallback
             with contextlib.suppress(_Refused):
-                self._write_under(self._home_base, self._parts, name, offset, data, start)
+                self._write_under(self._home_base, self._parts, name, offset, data, start, (), dirs)
             return noted
         fallback = output_path(_show(self.home), _show(self.odir), jobid)
         try:
-            self._write_under(self._home_base, self._parts, name, offset, data, start)
+            self._write_under(self._home_base, self._parts, name, offset, data, start, (), dirs)
         except _Refused as why:
             return self._lost(job, refused, str(why)) or noted
         self._remember_route(jobid, _FALLBACK)
@@ -206,28 +238,45 @@ class OutputFiles:
         data: bytes,
         start: bool,
         roots: tuple[str, ...] = (),
+        dirs: _Dirs | None = None,
     ) -> None:
         """Write into BASE/PARTS.../NAME; raise _Refused (only) when that cannot be done, or
-        when `roots` are given and the directory opened is under none of them."""
+        when `roots` are given and the directory opened is under none of them. `dirs` keeps
+        the directories opened (and refusals) of a batch of writes: each is opened once."""
         path = base
         try:
-            dfd = _open_confined(base, parts, roots) if roots else _open_odir(base, parts)
+            if dirs is None:
+                dfd = _open_confined(base, parts, roots) if roots else _open_odir(base, parts)
+            else:
+                dfd = _cached_dir(dirs, base, parts, roots)
+            new = False
             try:
                 try:
-                    fd = os.open(name, _FILE_FLAGS, FILE_MODE, dir_fd=dfd)
+                    if start:  # usually a file not there yet: made here, nothing to check
+                        try:
+                            fd = os.open(name, _NEW_FLAGS, FILE_MODE, dir_fd=dfd)
+                            new = True
+                        except FileExistsError:  # the careful way below
+                            fd = os.open(name, _FILE_FLAGS, FILE_MODE, dir_fd=dfd)
+                    else:
+                        fd = os.open(name, _FILE_FLAGS, FILE_MODE, dir_fd=dfd)
                 except OSError as exc:
                     path = os.path.join(base, *parts, name)
                     raise _Refused(_why(path, exc, dfd, name)) from None
             finally:
-                os.close(dfd)
+                if dirs is None:
+                    os.close(dfd)
             try:
-                st = os.fstat(fd)
-                if st.st_nlink != 1 or not stat.S_ISREG(st.st_mode):
-                    path = os.path.join(base, *parts, name)
-                    if not stat.S_ISREG(st.st_mode):
-                        raise _Refused(f"{_show(path)} is {_kind(st.st_mode)}")
-                    raise _Refused(f"{_show(path)} has {st.st_nlink} hard links")
-                if start:  # an attempt's first chunk: what followed it before goes
+                if not new:
+                    st = os.fstat(fd)
+                    if st.st_nlink != 1 or not stat.S_ISREG(st.st_mode):
+                        path = os.path.join(base, *parts, name)
+                        if not stat.S_ISREG(st.st_mode):
+                            raise _Refused(f"{_show(path)} is {_kind(st.st_mode)}")
+                        raise _Refused(f"{_show(path)} has {st.st_nlink} hard links")
+                    if start:  # an attempt's first chunk: what followed it before goes
+                        os.ftruncate(fd, offset)
+                elif offset and not data:  # a new file is empty: only its length to set
                     os.ftruncate(fd, offset)
                 n = os.pwrite(fd, data, offset) if data else 0
                 if n < len(data):  # short write (rare): go on from where it stopped
@@ -303,6 +352,26 @@ class _OdirChoice:
         self.parts = parts
         self.refusal = refusal
         self.from_env = from_env
+
+
+# The directories a batch of writes opened: (base, parts, roots) -> its fd, or why it was refused.
+_Dirs = dict[tuple[str, tuple[str, ...], tuple[str, ...]], "int | _Refused"]
+
+
+def _cached_dir(dirs: _Dirs, base: str, parts: tuple[str, ...], roots: tuple[str, ...]) -> int:
+    """The fd of BASE/PARTS opened as _open_confined/_open_odir open it, once per batch (a
+    refusal is kept too: raised again for each chunk there)."""
+    key = (base, parts, roots)
+    got = dirs.get(key)
+    if got is None:
+        try:
+            got = _open_confined(base, parts, roots) if roots else _open_odir(base, parts)
+        except _Refused as why:
+            got = why
+        dirs[key] = got
+    if isinstance(got, _Refused):
+        raise _Refused(str(got))
+    return got
 
 
 def _split(odir: str) -> tuple[str, ...]:

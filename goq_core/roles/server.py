@@ -3,8 +3,10 @@ pure kernel, and performs the kernel's actions in the order that keeps acknowled
 
 One thread. Each turn: wait for a frame (no longer than the kernel's next deadline), take every
 frame already queued (up to a batch, or a time budget), run them and the due timers through the
-kernel, then commit all store writes in one transaction, write outputs, and only then send the
-replies.
+kernel, hand out the jobs dispatched, write outputs, then commit all store writes in one
+transaction, and only then send the other replies. A batch that handed out jobs and has no other
+reply waiting lingers a little for the frames that follow (the workers' RESULTs asking for the
+next job) before its commit, so that under load one commit serves many jobs (see _perform).
 
 Robustness: one request can never stop the loop. Whatever handling it raises is answered ERROR,
 counted (errorCount) and logged in one line. When the store cannot commit (full disk, read-only
@@ -65,6 +67,8 @@ from goq_core.wire import Wire, error_frame
 
 MAX_BATCH = 256  # frames taken per turn before committing and replying
 TURN_BUDGET = 0.05  # seconds of handling after which a turn stops taking frames
+LINGER = 0.002  # seconds a batch that handed out jobs waits for more frames (see _perform)
+LINGER_BUDGET = 0.02  # seconds at most that a batch goes on lingering before its commit
 DEAF_AFTER = 0.05  # seconds: a turn longer than this is time nobody could be heard (excused)
 STORE_RETRY = 1.0  # seconds between attempts to commit while the store cannot take writes
 PRUNE_EVERY = 1.0  # seconds between steps of pruning the history (on quiet turns)
@@ -72,7 +76,8 @@ PRUNE_STEP = 1000  # ended jobs forgotten per step at most (a few ms of the loop
 FORGET_BUDGET = 0.2  # seconds a `goq forget --before` may take of one turn (then: background)
 MAX_LOOP_ERRORS = 100  # consecutive failed turns (e.g. a dead socket) before stopping
 IDLE_WAKE = 0.5  # seconds: how often an idle server checks for a stop signal
-OUTPUT_WRITERS = 8  # threads writing the output files of one batch side by side
+OUTPUT_WRITERS = 8  # threads writing the output files of one batch side by side (by directory)
+INLINE_WRITES = 8  # chunks of output a batch writes in the loop's own thread, whatever their dirs
 CLOSE_GRACE = 0.2  # seconds between the last replies and closing the socket, at shutdown
 # The transport takes frames up to this much over max_frame, so that the wire sees a frame that is
 # too big, counts it and refuses it with a clear error; a larger one the transport cuts off itself
@@ -152,6 +157,8 @@ class Server:
         self._signalled = False
         self.started = 0.0
         self.longest_turn = 0.0  # seconds: the longest the loop went without receiving
+        self._heard = 0.0  # when this turn last received (lingering receives too)
+        self._deaf = 0.0  # seconds: this turn's longest stretch without receiving so far
         self._pending: dict[int, Job] | None = None  # records a failed commit left unsaved
         self._pending_nonces: list[tuple[bytes, int]] = []
         self._pending_attempts: list[Attempt] = []
@@ -293,9 +300,10 @@ class Server:
             timeout = min(timeout, max(0.0, self._retry_at - time.time()))
         got = end.recv(timeout)
         actions: list[Action] = []
-        began = time.time()
+        began = self._heard = time.time()
+        self._deaf = 0.0
+        n = 0
         if got is not None:
-            n = 0
             while got is not None:
                 self._take(got[0], got[1], began, actions)
                 n += 1
@@ -307,12 +315,12 @@ class Server:
         if deadline is not None and deadline <= now:
             actions += kernel.tick(now)
         if actions:
-            self._perform(actions)
+            self._perform(actions, linger=n < MAX_BATCH)
         elif self._pending is not None and now >= self._retry_at:
             self._commit({}, [])
         elif got is None and self._pending is None:
             self._prune(now)  # only on a quiet turn, and only while commits succeed
-        took = time.time() - began
+        took = max(self._deaf, time.time() - self._heard)  # lingering is not deaf
         if took > self.longest_turn:
             self.longest_turn = took
         if took > DEAF_AFTER:
@@ -395,8 +403,16 @@ class Server:
         except Exception as again:
             self.log(f"could not answer it either: {type(again).__name__}: {again}")
 
-    def _perform(self, actions: list[Action]) -> None:
+    def _perform(self, actions: list[Action], linger: bool = False) -> None:
         """Hand out dispatched jobs, write outputs, commit, then every other reply and notify.
+
+        With `linger` (the loop's turns), a batch that handed out jobs and holds no other
+        reply (which would wait for the commit) takes the frames that come in the next LINGER
+        s before committing: the workers just handed jobs answer soon (their RESULT asks for the
+        next), so one commit and one pass over the output directories serve many jobs. It goes
+        on while each wait brings frames and the batch still holds no other reply, up to
+        LINGER_BUDGET s and MAX_BATCH frames: the acknowledgements it delays are only those of
+        dispatches (sent already) and of RESULTs answered by them, as in any batch.
 
         An acknowledgement never precedes its commit. Outputs are written before the commit,
         so a job is never recorded finished with its output unwritten. Dispatches (JOB replies)
@@ -412,56 +428,96 @@ class Server:
         writes: list[WriteOutput] = []
         nonces: list[tuple[bytes, int]] = []
         attempts: list[Attempt] = []
+        after: list[Action] = []  # what goes after the commit, in order
         kernel = self.kernel
+        job_kind = Kind.JOB
         i = 0
-        while i < len(actions):  # undelivered dispatches append the kernel's next moves
-            a = actions[i]
-            i += 1
-            if isinstance(a, Save):
-                saves[a.job.jobid] = a.job
-            elif isinstance(a, WriteOutput):
-                writes.append(a)
-            elif isinstance(a, Remember):
-                nonces.append((a.nonce, a.sendtime_ns))
-            elif isinstance(a, SaveAttempt):
-                attempts.append(a.attempt)
-            elif isinstance(a, Reply) and a.msg.kind == Kind.JOB and not self._reply(a.peer, a.msg):
-                for job in a.msg.jobs:
-                    actions += kernel.undelivered(job.jobid, job.attempt, time.time())
-        noted: list[bool] = []
-        if len(writes) == 1:
-            noted = [self._write_output(writes[0])]
-        elif writes:  # several jobs' outputs (several files): creating files is slow, overlap it
-            if self._writers is None:
-                self._writers = ThreadPoolExecutor(OUTPUT_WRITERS, thread_name_prefix="goq-out")
-            noted = list(self._writers.map(self._write_output, writes))
-        for w, changed in zip(writes, noted, strict=True):
-            if changed:  # its note now says where its output went: the record is saved
-                saves[w.job.jobid] = w.job
+        began = time.time()
+        frames = 0
+        while True:
+            dispatched = False
+            # One pass sorts the actions by their exact class (the kernel's action classes
+            # are final: `type(a) is` is a pointer compare, where a chain of isinstance cost
+            # ~40 calls per job).
+            while i < len(actions):  # undelivered dispatches append the kernel's next moves
+                a = actions[i]
+                i += 1
+                t = type(a)
+                if t is Save:
+                    saves[a.job.jobid] = a.job
+                elif t is Reply:
+                    if a.msg.kind != job_kind:
+                        after.append(a)
+                    elif self._reply(a.peer, a.msg):
+                        dispatched = True
+                    else:
+                        for job in a.msg.jobs:
+                            actions += kernel.undelivered(job.jobid, job.attempt, time.time())
+                elif t is WriteOutput:
+                    writes.append(a)
+                elif t is Remember:
+                    nonces.append((a.nonce, a.sendtime_ns))
+                elif t is SaveAttempt:
+                    attempts.append(a.attempt)
+                else:
+                    after.append(a)
+            if not (linger and dispatched) or after or self._pending is not None:
+                break
+            if frames >= MAX_BATCH or time.time() - began > LINGER_BUDGET:
+                break
+            frames += self._linger(actions, MAX_BATCH - frames)
+            if i == len(actions):  # nothing came (or nothing to do): commit now
+                break
+        if writes:
+            for w, changed in zip(writes, self._write_outputs(writes), strict=True):
+                if changed:  # its note now says where its output went: the record is saved
+                    saves[w.job.jobid] = w.job
         committed = self._commit(saves, nonces, attempts) if saves or nonces or attempts else True
+        outputs = self.outputs
         for job in saves.values():
             if job.state in ENDED:
-                self.outputs.forget(job.jobid)  # its output is complete
+                outputs.forget(job.jobid)  # its output is complete
+        if not after:
+            return
         hook = self.plugins.pm.hook
-        for a in actions:
-            if isinstance(a, Reply):
-                if a.msg.kind == Kind.JOB:
-                    continue
+        for a in after:
+            t = type(a)
+            if t is Reply:
                 if not committed and a.msg.kind == Kind.SUBMITTED:
                     self._refuse_uncommitted(a)
                 self._reply(a.peer, a.msg)
-            elif isinstance(a, ReplyStoredJob):
+            elif t is ReplyStoredJob:
                 self._reply_stored(a)
-            elif isinstance(a, QueryJobs | ShowJob | Forget):
+            elif t is QueryJobs or t is ShowJob or t is Forget:
                 self._history(a)
-            elif isinstance(a, Notify):
+            elif t is Notify:
                 try:
                     getattr(hook, f"goq_job_{a.event}")(job=a.job)
                 except Exception as exc:  # a plugin's bug must not stop the server
                     kernel.note_error()
                     self.log(f"plugin hook goq_job_{a.event} failed: {type(exc).__name__}: {exc}")
-            elif isinstance(a, Stop):
+            elif t is Stop:
                 self._stop = True
+
+    def _linger(self, actions: list[Action], most: int) -> int:
+        """Take the frames that arrive within LINGER s (then those already queued, up to
+        `most`) into `actions`; how many were taken. A transport that fails here ends the
+        lingering (the batch is committed; the loop meets the failure at its next recv)."""
+        assert self.end is not None
+        taken = 0
+        try:
+            self._deaf = max(self._deaf, time.time() - self._heard)
+            got = self.end.recv(LINGER)
+            now = self._heard = time.time()
+            while got is not None:
+                self._take(got[0], got[1], now, actions)
+                taken += 1
+                if taken >= most:
+                    break
+                got = self.end.recv(0)
+        except Exception as exc:
+            self.log(f"while taking more frames: {type(exc).__name__}: {exc}")
+        return taken
 
     def _refuse_uncommitted(self, a: Reply) -> None:
         """Turn the SUBMITTED reply of a batch that could not be committed into a refusal, and
@@ -659,10 +715,36 @@ class Server:
         elif self._forget_before:
             self._forget_before = 0  # a `goq forget --before` is done
 
-    def _write_output(self, a: WriteOutput) -> bool:
-        """Write a chunk of output at its offset (goq_core.roles.output: no links followed, no
-        FIFO waited on, $GOQ_HOME fallback); True when the job's note changed."""
-        return self.outputs.write(a.job, a.offset, a.data, a.start)
+    def _write_outputs(self, writes: list[WriteOutput]) -> list[bool]:
+        """Write the batch's chunks of output, each at its offset (goq_core.roles.output: no
+        links followed, no FIFO waited on, $GOQ_HOME fallback); for each, True when its job's
+        note changed.
+
+        Chunks are grouped by submit directory: files made in one directory are made one after
+        the other by the file system anyway (it locks the directory), so one thread writes a
+        directory's chunks, in order, opening the directory once. A batch of a few chunks, or of
+        one directory, is written here in the loop's thread (a hand-off to a pool costs more
+        than it overlaps); several directories with many chunks go to the writer pool side by
+        side, one directory per task."""
+        chunks = [(a.job, a.offset, a.data, a.start) for a in writes]
+        if len(chunks) <= INLINE_WRITES:
+            return self.outputs.write_many(chunks)
+        groups: dict[object, list[int]] = {}
+        for i, a in enumerate(writes):
+            groups.setdefault(a.job.dir, []).append(i)
+        if len(groups) == 1:
+            return self.outputs.write_many(chunks)
+        if self._writers is None:
+            self._writers = ThreadPoolExecutor(OUTPUT_WRITERS, thread_name_prefix="goq-out")
+        order = list(groups.values())
+        done = self._writers.map(
+            lambda idx: self.outputs.write_many([chunks[i] for i in idx]), order
+        )
+        noted = [False] * len(chunks)
+        for idx, changed in zip(order, done, strict=True):
+            for i, c in zip(idx, changed, strict=True):
+                noted[i] = c
+        return noted
 
 
 def _short(exc: BaseException) -> str:
