@@ -4,6 +4,7 @@ GOQ_HOME, run with a chosen `goq` command and stopped by PID; plus small /proc r
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -260,3 +261,19 @@ class BenchCluster:
 
     def logs_tail(self) -> str:
         return json.dumps({p.name: self.log(p.name)[-500:] for p in self.root.glob("*.log")})
+
+
+def machine() -> dict:
+    """What the figures were measured on (for the JSON of every benchmark)."""
+    import platform
+
+    model = ""
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as fh:
+        model = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), "")
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "load_avg_at_start": [round(x, 2) for x in os.getloadavg()],
+    }

@@ -26,7 +26,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import re
 import statistics
 import subprocess
@@ -237,26 +236,10 @@ def shell_loop(goq: str, n: int, env: dict, cwd: str) -> float:
     return time.perf_counter() - t0
 
 
-def machine() -> dict:
-    model = ""
-    with open("/proc/cpuinfo") as fh:
-        for line in fh:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return {
-        "cpus": os.cpu_count(),
-        "cpu_model": model,
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "load_avg_at_start": [round(x, 2) for x in os.getloadavg()],
-    }
-
-
 def measure(args: argparse.Namespace) -> dict:
     """Run inside the regular install's venv (sys.executable is its python)."""
     sys.path.insert(0, str(HERE))
-    from _cluster import BenchCluster, GoqInstall
+    from _cluster import BenchCluster, GoqInstall, machine
 
     install = GoqInstall.for_python(sys.executable)
     if install.install != "regular":

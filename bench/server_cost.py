@@ -39,7 +39,6 @@ import datetime
 import getpass
 import json
 import os
-import platform
 import pstats
 import select
 import shutil
@@ -618,22 +617,6 @@ def analyse_profile(path: str, jobs: int, top: int = 25) -> dict:
 # ------------------------------------------------------------------------------ main
 
 
-def machine() -> dict:
-    model = ""
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as fh:
-        for line in fh:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return {
-        "cpus": os.cpu_count(),
-        "cpu_model": model,
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "load_avg_at_start": [round(x, 2) for x in os.getloadavg()],
-    }
-
-
 def _median(rows: list[dict], key: str) -> float:
     return round(statistics.median(r[key] for r in rows), 1)
 
@@ -700,7 +683,7 @@ def main(argv: list[str] | None = None) -> int:
     if args._worker >= 0:
         worker_child(args._worker)
         return 0
-    from _cluster import GoqInstall
+    from _cluster import GoqInstall, machine
 
     install = GoqInstall.for_python(args.python)
     began = time.time()

@@ -15,7 +15,6 @@ import getpass
 import json
 import math
 import os
-import platform
 import random
 import signal
 import socket
@@ -32,6 +31,7 @@ from _cluster import (
     GoqInstall,
     cpu_seconds,
     hwm_kib,
+    machine,
     pgid_alive,
     rss_kib,
     wait_for,
@@ -584,24 +584,6 @@ def markdown(doc: dict) -> str:
 
 
 # ------------------------------------------------------------------------------ main
-
-
-def machine() -> dict:
-    model = ""
-    try:
-        with open("/proc/cpuinfo") as fh:
-            model = next(
-                (ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), ""
-            )
-    except OSError:
-        pass
-    return {
-        "cpus": os.cpu_count(),
-        "cpu_model": model,
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "load_avg_at_start": [round(x, 2) for x in os.getloadavg()],
-    }
 
 
 def _commit() -> str:
