@@ -9,11 +9,28 @@ import time
 import click
 
 from goq_core.errors import GoqError
+from goq_core.principals import Principal
+
+_JSON_HELP = "Print one JSON document instead of text (docs/json.md describes every field)."
 
 _ROLES_HELP = (
     "work: take and report jobs, as the worker NAME (or NAME:SUFFIX); submit: submit jobs, "
     "see all, and cancel, hold or release its own; admin: everything."
 )
+
+
+def _record(p: Principal, state: str, revoked_ns: int | None = None) -> dict:
+    """A credential as docs/json.md's object `credential` describes it (never its key)."""
+    from goq_core.records import rfc3339
+
+    return {
+        "name": p.name,
+        "role": p.role,
+        "issued": rfc3339(p.issued_ns),
+        "expires": rfc3339(p.expires_ns),
+        "state": state,
+        "revoked_at": rfc3339(revoked_ns) if state == "revoked" and revoked_ns else None,
+    }
 
 
 def _when(ns: int) -> str:
@@ -50,8 +67,9 @@ def cred() -> None:
     type=click.Path(dir_okay=False),
     help="Where to write it (mode 0600; never over an existing file). Default: NAME.cred.",
 )
+@click.option("--json", "as_json", is_flag=True, help=_JSON_HELP)
 @click.pass_obj
-def issue(obj, role: str, name: str, expires: str | None, out: str | None) -> None:
+def issue(obj, role: str, name: str, expires: str | None, out: str | None, as_json: bool) -> None:
     """Write a credential file for one host or user (run on the server host).
 
     The server keeps no copy: it checks a credential against the root secret. Copy the file
@@ -79,6 +97,12 @@ def issue(obj, role: str, name: str, expires: str | None, out: str | None) -> No
         credentials.record_issued(settings.home, secret.acting, path)
     except GoqError as exc:
         raise click.ClickException(str(exc)) from None
+    if as_json:
+        from goq_cli.jsonout import emit
+        from goq_core.records import document
+
+        emit(document("credential", credential=_record(secret.acting, "valid"), file=path))
+        return
     click.echo(
         f"issued a {role} credential for {name} (expires: {_when(expires_ns)}) in {path}; "
         "copy it to its holder as $GOQ_HOME/.goq/cred, mode 0600"
@@ -86,8 +110,9 @@ def issue(obj, role: str, name: str, expires: str | None, out: str | None) -> No
 
 
 @cred.command(name="list")
+@click.option("--json", "as_json", is_flag=True, help=_JSON_HELP)
 @click.pass_obj
-def list_(obj) -> None:
+def list_(obj, as_json: bool) -> None:
     """The credentials issued on this host, and which are revoked or expired.
 
     Revocations come from the server (admin only); without it, they show as unknown."""
@@ -106,30 +131,44 @@ def list_(obj) -> None:
         click.echo(f"goq: revocations unknown: {exc}", err=True)
         revoked = None
     now = time.time_ns()
-    click.echo(f"{'NAME':<20} {'ROLE':<7} {'ISSUED':<23} {'EXPIRES':<23} STATE")
+    rows: list[tuple[Principal, str]] = []
     for doc in found:
         name, issued_ns, expires_ns = doc.get("name"), doc.get("issued_ns"), doc.get("expires_ns")
-        if not (isinstance(name, str) and isinstance(issued_ns, int)):
+        role = doc.get("role")
+        if not (isinstance(name, str) and isinstance(issued_ns, int) and isinstance(role, str)):
             continue
         expires_ns = expires_ns if isinstance(expires_ns, int) else 0
         if revoked is None:
-            state = "?"
+            state = "unknown"
         elif name in revoked and issued_ns <= revoked[name]:
-            state = f"revoked {_when(revoked[name])}"
+            state = "revoked"
         elif expires_ns and expires_ns <= now:
             state = "expired"
         else:
             state = "valid"
-        role = str(doc.get("role", "?"))
-        click.echo(f"{name:<20} {role:<7} {_when(issued_ns):<23} {_when(expires_ns):<23} {state}")
+        rows.append((Principal(role, name, issued_ns, expires_ns), state))
+    if as_json:
+        from goq_cli.jsonout import emit
+        from goq_core.records import document
+
+        records = [_record(p, state, (revoked or {}).get(p.name)) for p, state in rows]
+        emit(document("credentials", credentials=records, revocations_known=revoked is not None))
+        return
+    click.echo(f"{'NAME':<20} {'ROLE':<7} {'ISSUED':<23} {'EXPIRES':<23} STATE")
+    for p, state in rows:
+        if state == "revoked" and revoked is not None:
+            state = f"revoked {_when(revoked[p.name])}"
+        issued, until = _when(p.issued_ns), _when(p.expires_ns)
+        click.echo(f"{p.name:<20} {p.role:<7} {issued:<23} {until:<23} {state}")
     if not found:
         click.echo(f"(no credentials were issued from {settings.home})")
 
 
 @cred.command()
 @click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help=_JSON_HELP)
 @click.pass_obj
-def revoke(obj, name: str) -> None:
+def revoke(obj, name: str, as_json: bool) -> None:
     """Refuse NAME's credentials from now on (at once, and after restarts).
 
     Every credential issued for NAME until now stops working; one issued later works (so
@@ -144,9 +183,19 @@ def revoke(obj, name: str) -> None:
             revoked = client.revoke(name)
     except GoqError as exc:
         raise click.ClickException(str(exc)) from None
-    when = _when(revoked.get(name, 0))
-    click.echo(f"revoked the credentials of {name} issued until {when}: the server refuses them")
-    if client.principal.name == name and client.principal.issued_ns:
+    if as_json:
+        from goq_cli.jsonout import emit
+        from goq_core.records import document, rfc3339
+
+        at = {k: rfc3339(v) for k, v in sorted(revoked.items())}
+        emit(document("revoked", name=name, revoked_at=at.get(name), revoked=at))
+    else:
+        when = _when(revoked.get(name, 0))
+        click.echo(
+            f"revoked the credentials of {name} issued until {when}: the server refuses them"
+        )
+    acting = getattr(client, "principal", None)
+    if acting is not None and acting.name == name and acting.issued_ns:
         click.echo(
             f"goq: this command used a credential of {name}: issue yourself a new one on the "
             "server host (goq cred issue --role admin --name NAME --out FILE), or act with the "

@@ -135,9 +135,9 @@ def parsed(out: str) -> dict:
 
 def test_the_page_describes_every_kind_and_object() -> None:
     kinds = {"submitted", "status", "jobs", "job", "ended", "cancelled", "held", "released"}
-    kinds |= {"forgotten", "workers", "version"}
+    kinds |= {"forgotten", "workers", "version", "credential", "credentials", "revoked"}
     assert set(DOCUMENTS) == kinds
-    assert set(OBJECTS) == {"job", "attempt", "worker", "capacity"}
+    assert set(OBJECTS) == {"job", "attempt", "worker", "capacity", "credential"}
     for name, table in DOCUMENTS.items():
         assert list(table)[:2] == ["schema", "kind"], name
         assert table["schema"] == "integer" and table["kind"] == "string"
@@ -289,6 +289,11 @@ def server(msg: Message) -> Message:
         return Message(Kind.JOB_IDS, text="7-8", count=2)
     if msg.kind == Kind.WORKERS:
         return Message(Kind.WORKER_LIST, text=json.dumps(WORKERS))
+    if msg.kind == Kind.REVOKE:  # bob revoked long ago; alice now, if asked
+        revoked = {"bob": 1_700_000_000_000_000_000}
+        if msg.text:
+            revoked[msg.text] = 1_800_000_000_000_000_000
+        return Message(Kind.ACK, text=json.dumps({"revoked": revoked}), count=len(revoked))
     raise AssertionError(f"unexpected request {msg.kind.name}")
 
 
@@ -453,10 +458,41 @@ EVERY_KIND = [  # a command line for each kind of document, and its exit status
     (("forget", "--json", "7"), 0),
     (("workers", "--json"), 0),
     (("version", "--json"), 0),
+    (("cred", "issue", "--json", "--role", "work", "--name", "node1"), 0),
+    (("cred", "list", "--json"), 0),
+    (("cred", "revoke", "--json", "alice"), 0),
 ]
 
 
-def test_every_documented_kind_is_produced(scripted, capsys) -> None:
+@pytest.fixture
+def goq_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A GOQ_HOME with a root secret (for `goq cred issue`), the current directory beside it."""
+    from goq_core.keys import create_key
+
+    create_key(str(tmp_path))
+    monkeypatch.setenv("GOQ_HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_credentials(scripted, capsys, goq_home: Path) -> None:
+    scripted()
+    doc = json_of(capsys, "cred", "issue", "--json", "--role", "submit", "--name", "alice",
+                  "--expires", "30d")  # fmt: skip
+    assert doc["file"] == "alice.cred" and (goq_home / "alice.cred").exists()
+    assert doc["credential"]["role"] == "submit" and doc["credential"]["expires"] is not None
+    json_of(capsys, "cred", "issue", "--json", "--role", "work", "--name", "bob")
+    listed = json_of(capsys, "cred", "list", "--json")
+    assert listed["revocations_known"] is True
+    states = {c["name"]: (c["state"], c["revoked_at"]) for c in listed["credentials"]}
+    assert states["alice"] == ("valid", None)
+    assert states["bob"][0] == "valid"  # issued after bob's revocation of 2023
+    doc = json_of(capsys, "cred", "revoke", "--json", "alice")
+    assert doc["name"] == "alice" and doc["revoked_at"] == "2027-01-15T08:00:00.000000Z"
+    assert set(doc["revoked"]) == {"alice", "bob"}
+
+
+def test_every_documented_kind_is_produced(scripted, capsys, goq_home: Path) -> None:
     scripted()
     kinds = [json_of(capsys, *args, code=code)["kind"] for args, code in EVERY_KIND]
     assert sorted(kinds) == sorted(DOCUMENTS)
