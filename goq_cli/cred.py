@@ -19,6 +19,22 @@ _ROLES_HELP = (
 )
 
 
+def _one_role_per_name(home: str, role: str, name: str) -> None:
+    """A name is one principal: jobs belong to a name whatever the role, so a name keeps the
+    role it was first issued with here (and "admin", the root secret's, is an admin's)."""
+    from goq_core import credentials
+    from goq_core.principals import ADMIN, ROOT
+
+    if name == ROOT.name and role != ADMIN:
+        raise GoqError(f"the name {name!r} is the root secret's (an admin): choose another name")
+    for doc in credentials.issued(home):
+        if doc.get("name") == name and doc.get("role") != role:
+            raise GoqError(
+                f"{name!r} already has a {doc.get('role')} credential (issued here): a name is one "
+                "principal, whose jobs are its own whatever the role; choose another name"
+            )
+
+
 def _record(p: Principal, state: str, revoked_ns: int | None = None) -> dict:
     """A credential as docs/json.md's object `credential` describes it (never its key)."""
     from goq_core.records import rfc3339
@@ -91,6 +107,7 @@ def issue(obj, role: str, name: str, expires: str | None, out: str | None, as_js
     path = out or f"{name}.cred"
     try:
         settings = obj.settings()
+        _one_role_per_name(settings.home, role, name)
         root = obj.root_key(settings)
         secret = credentials.issue(root, role, name, now, expires_ns)
         credentials.write(path, secret)

@@ -492,6 +492,18 @@ def test_credentials(scripted, capsys, goq_home: Path) -> None:
     assert set(doc["revoked"]) == {"alice", "bob"}
 
 
+def test_a_name_keeps_one_role(scripted, capsys, goq_home: Path) -> None:
+    json_of(capsys, "cred", "issue", "--json", "--role", "work", "--name", "node1")
+    assert "already has a work credential" in one_line(
+        capsys, "cred", "issue", "--role", "submit", "--name", "node1", "--out", "x.cred"
+    )
+    assert "root secret's" in one_line(
+        capsys, "cred", "issue", "--role", "submit", "--name", "admin"
+    )
+    assert not (goq_home / "x.cred").exists() and not (goq_home / "admin.cred").exists()
+    json_of(capsys, "cred", "issue", "--json", "--role", "work", "--name", "node1", "--out", "y")
+
+
 def test_every_documented_kind_is_produced(scripted, capsys, goq_home: Path) -> None:
     scripted()
     kinds = [json_of(capsys, *args, code=code)["kind"] for args, code in EVERY_KIND]
