@@ -366,10 +366,13 @@ class Worker:
         return max(1, self.offer.cpus) - used >= 1
 
     def _asked(self) -> None:
-        """The outstanding ask is over (answered, or given up): the dispatcher may ask."""
+        """The outstanding ask is over (answered, or given up): the dispatcher may ask, and is
+        woken for it when the worker has room (when it has none, the run that ends wakes it:
+        not waking it for nothing saves a thread switch per job in a drain)."""
         with self._lock:
             self._asking = False
-            self._woken.notify()
+            if self._room():
+                self._woken.notify()
 
     def _ask_for_work(self) -> Message:
         """The REQUEST_WORK listing every run held (caller holds the lock)."""
@@ -543,7 +546,7 @@ class Worker:
                     offset = size  # the server does not want this run's output
                     break
             last = run.read_output(offset, CHUNK) if offset < size else b""
-            outcome = run.outcome()
+            outcome = run.outcome(size)
             outcome.env = []
             outcome.args = []
             with self._lock:
