@@ -14,10 +14,9 @@ from goq_core.drops import GARBAGE, TOO_BIG
 from goq_core.errors import BadFrame
 from goq_core.interfaces import DEFAULT_MAX_FRAME, Cipher, Codec
 from goq_core.messages import Message
-from goq_core.principals import ROOT, Principal, parse
-from goq_core.wire import MAGIC, Wire
+from goq_core.principals import parse
+from goq_core.wire import CRED, MAGIC, Wire
 
-_CRED = ord("C")
 CACHE = 4096  # credentials' wires kept (the oldest is dropped past this)
 
 
@@ -43,9 +42,9 @@ class Gate:
         None for the root secret); BadFrame(reason) for anything else."""
         if len(frame) > self.max_frame:
             raise BadFrame(TOO_BIG, f"{len(frame)} bytes > {self.max_frame}")
-        if frame[3:4] != b"C" or frame[:2] != MAGIC:
+        if len(frame) < 5 or frame[3] != CRED or frame[:2] != MAGIC:
             return self.root.unpack(frame), self.root
-        n = 5 + frame[4] if len(frame) > 4 else 5
+        n = 5 + frame[4]
         end = n + 1 + (frame[n] if len(frame) > n else 0)
         wire = self._wires.get(frame[:end])
         if wire is not None:  # a header seen before: its label and principal were checked
@@ -65,8 +64,3 @@ class Gate:
             del self._wires[next(iter(self._wires))]
         self._wires[header] = wire
         return msg, wire
-
-
-def principal_of(wire: Wire) -> Principal:
-    """Who sends through `wire`: its credential's principal, or ROOT for the root secret."""
-    return wire.principal if wire.principal is not None else ROOT

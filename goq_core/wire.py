@@ -18,16 +18,18 @@ from goq_core.drops import BAD_CODEC, BAD_SIG, GARBAGE, MISMATCH, TOO_BIG
 from goq_core.errors import BadFrame, CipherError, CodecError
 from goq_core.limits import MAX_FRAME as DEFAULT_MAX_FRAME
 from goq_core.messages import Message
-from goq_core.principals import Principal
+from goq_core.principals import ROOT, Principal, Secret
 
 TYPE_CHECKING = False  # the interfaces (dataclasses, records) cost `goq sub` ~5 ms to import
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from goq_core.interfaces import Cipher, Codec
 
 MAGIC = b"GQ"
 VERSION = 1
 _MSG = ord("M")
-_CRED = ord("C")
+CRED = ord("C")  # the type byte of a frame sealed for a credential
 _ERR = ord("E")
 _ERR_HEADER = MAGIC + bytes((VERSION, _ERR))
 
@@ -66,8 +68,20 @@ class Wire:
             self.header = MAGIC + bytes((VERSION, _MSG, len(raw))) + raw
         else:
             who = principal.text().encode("ascii")
-            self.header = MAGIC + bytes((VERSION, _CRED, len(raw))) + raw + bytes((len(who),)) + who
+            self.header = MAGIC + bytes((VERSION, CRED, len(raw))) + raw + bytes((len(who),)) + who
         self.max_frame = max_frame
+
+    @property
+    def acting(self) -> Principal:
+        """Who sends through this wire: its credential's principal, or ROOT (the root secret)."""
+        return self.principal if self.principal is not None else ROOT
+
+    @classmethod
+    def sealing(cls, codec: Codec, cipher: Callable[[bytes], Cipher], key: bytes | Secret) -> Wire:
+        """The wire a client or worker sends through: sealed with its credential's key, for its
+        principal, or with the root secret (`key` as bytes)."""
+        secret = key if isinstance(key, Secret) else Secret(key)
+        return cls(codec, cipher(secret.key), principal=secret.principal)
 
     def pack(self, msg: Message) -> bytes:
         """Stamp `msg` with a fresh nonce and the send time, encode and seal it."""
@@ -89,7 +103,7 @@ class Wire:
 
     def check_label(self, frame: bytes) -> None:
         """BadFrame unless `frame` is a message frame with this end's codec/cipher label."""
-        if frame[:2] != MAGIC or len(frame) < 5 or frame[3] not in (_MSG, _CRED):
+        if frame[:2] != MAGIC or len(frame) < 5 or frame[3] not in (_MSG, CRED):
             raise BadFrame(GARBAGE, "not a goq frame")
         theirs = bytes(frame[5 : 5 + frame[4]])
         if theirs != self.header[5 : 5 + self.header[4]]:

@@ -72,13 +72,12 @@ class Client:
     ) -> None:
         self.settings = settings
         self.plugins = plugins or Plugins()
-        secret = key if isinstance(key, Secret) else Secret(key)
-        self.principal = secret.acting  # who this end acts as (ROOT for the root secret)
-        self.wire = Wire(
+        self.wire = Wire.sealing(
             self.plugins.codec(settings.codec),
-            self.plugins.cipher(settings.cipher, secret.key),
-            principal=secret.principal,
+            lambda k: self.plugins.cipher(settings.cipher, k),
+            key,
         )
+        self.principal = self.wire.acting  # who this end acts as (ROOT for the root secret)
         self.timeout = settings.sendtimeout_ms / 1000
         self._conn: ClientEnd | None = None
 

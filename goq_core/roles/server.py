@@ -59,7 +59,6 @@ from goq_core.kernel.lifecycle import ENDED
 from goq_core.kernel.validation import jobs_problems
 from goq_core.messages import Job, Kind, Message
 from goq_core.plugins import Plugins
-from goq_core.principals import ROOT
 from goq_core.records import Attempt, attempt_to_dict
 from goq_core.roles.output import OutputFiles
 from goq_core.roles.output import output_path as output_path  # re-exported (tests use it)
@@ -361,14 +360,12 @@ class Server:
             assert self.end is not None
             self.end.reply(peer, error_frame(_REFUSALS[BAD_CODEC]))
             return
-        principal = ROOT
         if wire.principal is not None:  # a credential's: replies are sealed for it
-            principal = wire.principal
             peer = Via(peer, wire)
         try:
             if msg.kind == Kind.SUBMIT:
                 self._look_up_dependencies(msg)
-            actions += self.kernel.handle(msg, peer, now, principal)
+            actions += self.kernel.handle(msg, peer, now, wire.acting)
         except HandlerFailed as failed:  # keep what it changed, answer ERROR
             actions += [a for a in failed.actions if not (isinstance(a, Reply) and a.peer == peer)]
             cause = failed.__cause__ if failed.__cause__ is not None else failed

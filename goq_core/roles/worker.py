@@ -166,19 +166,18 @@ class Worker:
     ) -> None:
         self.settings = settings
         self.plugins = plugins or Plugins()
-        secret = key if isinstance(key, Secret) else Secret(key)
-        self.principal = secret.acting  # who this end acts as (ROOT for the root secret)
-        self.wire = Wire(
+        self.wire = Wire.sealing(
             self.plugins.codec(settings.codec),
-            self.plugins.cipher(settings.cipher, secret.key),
-            principal=secret.principal,
+            lambda k: self.plugins.cipher(settings.cipher, k),
+            key,
         )
+        self.principal = self.wire.acting  # who this end acts as (ROOT for the root secret)
         self.oneshot = oneshot
         self.home = os.path.abspath(settings.home)
         self.log = log
         self.host = socket.gethostname()
-        if not name and secret.principal is not None and secret.principal.role == WORK:
-            name = secret.principal.name  # a work credential acts only under its own name
+        if not name and self.principal.role == WORK:
+            name = self.principal.name  # a work credential acts only under its own name
         self.name = name or f"{self.host}-{os.urandom(2).hex()}"
         self.workerid = self.name  # msg.workerid on every message
         self.token = new_token()  # unique to this process: tells a restarted worker apart
