@@ -393,10 +393,8 @@ class Server:
         msg = Message(Kind.ERROR, reply_to=reply_to, text=f"the server failed on this {what}")
         try:
             assert self.end is not None
-            if type(peer) is Via:
-                self.end.reply(peer.raw, peer.wire.pack(msg))
-            else:
-                self.end.reply(peer, self.wire.pack(msg))
+            raw, wire = self._route(peer)
+            self.end.reply(raw, wire.pack(msg))
         except Exception as again:
             self.log(f"could not answer it either: {type(again).__name__}: {again}")
 
@@ -597,14 +595,20 @@ class Server:
             msg.counters["longestTurnMs"] = int(self.longest_turn * 1000)
             msg.counters["storeTrouble"] = 1 if self.kernel.store_trouble else 0
         assert self.end is not None
+        raw, wire = self._route(peer)
         try:
-            if type(peer) is Via:
-                return self.end.reply(peer.raw, peer.wire.pack(msg))
-            frame = self.wire.pack(msg)
+            frame = wire.pack(msg)
         except Exception as exc:
             self._failed(peer, msg.reply_to, f"{msg.kind.name} reply", exc)
             return True
-        return self.end.reply(peer, frame)
+        return self.end.reply(raw, frame)
+
+    def _route(self, peer: Hashable) -> tuple[Hashable, Wire]:
+        """The transport's peer and the wire a reply to `peer` is sealed with: the credential's
+        for a Via, else the root secret's."""
+        if type(peer) is Via:
+            return peer.raw, peer.wire
+        return peer, self.wire
 
     def _reply_stored(self, a: ReplyStoredJob) -> None:
         assert self.store is not None
