@@ -64,14 +64,18 @@ def refusal(principal: Principal, msg: Message, now_ns: int, revoked: dict[str, 
     if role == ADMIN:
         return None
     if msg.kind not in ALLOWED[role]:
-        what = _WHAT.get(msg.kind, msg.kind.name)
-        return f"this credential ({principal}) may not {what}"
+        return may_not(principal, _WHAT.get(msg.kind, msg.kind.name))
     if msg.kind in _WORKER_KINDS and not principal.may_act_as_worker(msg.workerid):
         return (
             f"this credential ({principal}) may act only as worker {principal.name!r} "
             f"(or {principal.name}:SUFFIX), not as {msg.workerid!r}"
         )
     return None
+
+
+def may_not(principal: Principal, what: str) -> str:
+    """The one line a refusal says: "this credential (submit: alice) may not cancel job 3..."."""
+    return f"this credential ({principal}) may not {what}"
 
 
 def lapsed(principal: Principal, now_ns: int, revoked: dict[str, int]) -> str | None:

@@ -63,7 +63,7 @@ from goq_core.attempts import (
 )
 from goq_core.drops import REPLAY
 from goq_core.jobquery import parse as parse_query
-from goq_core.kernel.access import REVOKED, lapsed, may_change, refusal
+from goq_core.kernel.access import REVOKED, lapsed, may_change, may_not, refusal
 from goq_core.kernel.actions import (
     Action,
     Forget,
@@ -1120,7 +1120,7 @@ class Kernel:
 
     def _deny(self, msg: Message, peer: Hashable, what: str, out: list[Action]) -> None:
         self.counters.denied += 1
-        text = f"this credential ({self._principal}) may not {what}"
+        text = may_not(self._principal, what)
         out.append(Reply(peer, Message(Kind.DENIED, reply_to=msg.nonce, text=text)))
 
     _handlers = {
