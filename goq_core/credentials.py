@@ -16,6 +16,7 @@ from goq_core.config import Settings, settings_dir
 from goq_core.errors import ConfigError
 from goq_core.keys import KEY_BYTES, load_key, read_private, write_private
 from goq_core.principals import ROLES, Principal, Secret, name_problem
+from goq_core.principals import parse as parse_principal
 
 CRED_FILE = "cred"  # the default credential in $GOQ_HOME/.goq
 ISSUED_FILE = "issued"  # what `goq cred issue` issued on this host (no keys): for `cred list`
@@ -82,17 +83,19 @@ def parse(text: str, where: str) -> Secret:
     missing = [k for k in ("role", "name", "issued", "expires", "key") if k not in fields]
     if missing:
         raise ConfigError(f"credential {where} is damaged or not a credential (no {missing[0]})")
-    role, name = fields["role"], fields["name"]
-    if role not in ROLES or name_problem(name) is not None:
-        raise ConfigError(f"credential {where} is damaged (role {role!r}, name {name!r})")
+    principal = parse_principal(":".join(fields[k] for k in ("role", "name", "issued", "expires")))
+    if principal is None:  # read as the server reads a frame's principal
+        raise ConfigError(
+            f"credential {where} is damaged (role {fields['role']!r}, name {fields['name']!r}, "
+            "issued or expires)"
+        )
     try:
-        issued, expires = int(fields["issued"]), int(fields["expires"])
         key = bytes.fromhex(fields["key"])
     except ValueError:
-        raise ConfigError(f"credential {where} is damaged (issued, expires or key)") from None
-    if len(key) != KEY_BYTES or not (0 <= issued < 1 << 63 and 0 <= expires < 1 << 63):
-        raise ConfigError(f"credential {where} is damaged (issued, expires or key)")
-    return Secret(key, Principal(role, name, issued, expires))
+        key = b""
+    if len(key) != KEY_BYTES:
+        raise ConfigError(f"credential {where} is damaged (its key)")
+    return Secret(key, principal)
 
 
 def load_credential(path: str) -> Secret:

@@ -65,11 +65,14 @@ def parse(text: str) -> Principal | None:
     role, name, issued, expires = parts
     if role not in ROLES or name_problem(name) is not None:
         return None
-    if not (issued.isascii() and issued.isdigit() and expires.isascii() and expires.isdigit()):
+    times = []
+    for digits in (issued, expires):
+        if not (digits.isascii() and digits.isdigit() and len(digits) <= 19):
+            return None
+        times.append(int(digits))
+    if max(times) >= 1 << 63:  # ns since the epoch, as int64
         return None
-    if len(issued) > 19 or len(expires) > 19:
-        return None
-    return Principal(role, name, int(issued), int(expires))
+    return Principal(role, name, times[0], times[1])
 
 
 @dataclass(frozen=True, slots=True)

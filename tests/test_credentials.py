@@ -46,7 +46,7 @@ def test_principal_text_round_trips_and_rejects_what_is_not_one() -> None:
     p = Principal(WORK, "node-17.a_b@c", 123, 456)
     assert parse(p.text()) == p
     for bad in ["", "work:n:1", "boss:n:1:0", "work::1:0", "work:a b:1:0", "work:n:x:0",
-                "work:n:1:-5", "work:n:1:0:extra", "work:n:" + "9" * 20 + ":0"]:  # fmt: skip
+                "work:n:1:-5", "work:n:1:0:extra", "work:n:" + "9" * 20 + ":0", f"work:n:{1 << 63}:0"]:  # fmt: skip
         assert parse(bad) is None, bad
 
 
