@@ -103,10 +103,10 @@ class OutputFiles:
         the file at `offset` first (an attempt's first chunk).
 
         Returns True when it changed `job.note` (the caller must then save the job)."""
-        return self._write_chunk(job, offset, data, start, None)
+        return self.write_many([(job, offset, data, start)])[0]
 
     def _write_chunk(
-        self, job: Job, offset: int, data: bytes, start: bool | None, dirs: _Dirs | None
+        self, job: Job, offset: int, data: bytes, start: bool | None, dirs: _Dirs
     ) -> bool:
         try:
             return self._write(job, offset, data, offset == 0 if start is None else start, dirs)
@@ -144,9 +144,7 @@ class OutputFiles:
 
     # internals
 
-    def _write(
-        self, job: Job, offset: int, data: bytes, start: bool, dirs: _Dirs | None = None
-    ) -> bool:
+    def _write(self, job: Job, offset: int, data: bytes, start: bool, dirs: _Dirs) -> bool:
         jobid = job.jobid
         name = f"out.{jobid:05d}"
         route = self._jobs.get(jobid)  # no lock to read: only writers hold it
@@ -237,35 +235,26 @@ class OutputFiles:
         offset: int,
         data: bytes,
         start: bool,
-        roots: tuple[str, ...] = (),
-        dirs: _Dirs | None = None,
+        roots: tuple[str, ...],
+        dirs: _Dirs,
     ) -> None:
         """Write into BASE/PARTS.../NAME; raise _Refused (only) when that cannot be done, or
         when `roots` are given and the directory opened is under none of them. `dirs` keeps
-        the directories opened (and refusals) of a batch of writes: each is opened once."""
+        the directories opened (and refusals) of one write_many: each is opened once."""
         path = base
         try:
-            if dirs is None:
-                dfd = _open_confined(base, parts, roots) if roots else _open_odir(base, parts)
-            else:
-                dfd = _cached_dir(dirs, base, parts, roots)
-            new = False
+            dfd = _cached_dir(dirs, base, parts, roots)  # closed by write_many
+            fd = -1
             try:
-                try:
-                    if start:  # usually a file not there yet: made here, nothing to check
-                        try:
-                            fd = os.open(name, _NEW_FLAGS, FILE_MODE, dir_fd=dfd)
-                            new = True
-                        except FileExistsError:  # the careful way below
-                            fd = os.open(name, _FILE_FLAGS, FILE_MODE, dir_fd=dfd)
-                    else:
-                        fd = os.open(name, _FILE_FLAGS, FILE_MODE, dir_fd=dfd)
-                except OSError as exc:
-                    path = os.path.join(base, *parts, name)
-                    raise _Refused(_why(path, exc, dfd, name)) from None
-            finally:
-                if dirs is None:
-                    os.close(dfd)
+                if start:  # usually a file not there yet: made here, nothing to check
+                    with contextlib.suppress(FileExistsError):  # else the careful way below
+                        fd = os.open(name, _NEW_FLAGS, FILE_MODE, dir_fd=dfd)
+                new = fd >= 0
+                if not new:
+                    fd = os.open(name, _FILE_FLAGS, FILE_MODE, dir_fd=dfd)
+            except OSError as exc:
+                path = os.path.join(base, *parts, name)
+                raise _Refused(_why(path, exc, dfd, name)) from None
             try:
                 if not new:
                     st = os.fstat(fd)
