@@ -73,18 +73,21 @@ def register_builtin(pm: pluggy.PluginManager, module: Any, name: str | None = N
     pm.register(module, name=name)
 
 
-def _wanted_entrypoints() -> bool:
-    """True when GOQ_LOAD_PLUGINS names at least one plugin to load."""
-    return any(n.strip() for n in os.environ.get("GOQ_LOAD_PLUGINS", "").split(","))
+def _wanted_plugins() -> tuple[str, ...] | None:
+    """The entry points GOQ_LOAD_PLUGINS names, in order (None: it is unset, so all of them)."""
+    wanted = os.environ.get("GOQ_LOAD_PLUGINS")
+    if wanted is None:
+        return None
+    return tuple(filter(None, (n.strip() for n in wanted.split(","))))
 
 
 def load_entrypoint_plugins(pm: pluggy.PluginManager) -> None:
     """Register the plugins of the `goq` entry-point group (as limited by GOQ_LOAD_PLUGINS)."""
-    wanted = os.environ.get("GOQ_LOAD_PLUGINS")
-    if wanted is None:
+    names = _wanted_plugins()
+    if names is None:
         pm.load_setuptools_entrypoints("goq")
     else:
-        for name in filter(None, (n.strip() for n in wanted.split(","))):
+        for name in names:
             pm.load_setuptools_entrypoints("goq", name=name)
 
 
@@ -93,8 +96,7 @@ def load_entrypoints_one_by_one(pm: pluggy.PluginManager) -> list[str]:
     one which fails to import or register leaves the others loaded; a line for each failure."""
     from importlib.metadata import entry_points
 
-    wanted = os.environ.get("GOQ_LOAD_PLUGINS")
-    names = None if wanted is None else {n.strip() for n in wanted.split(",") if n.strip()}
+    names = _wanted_plugins()
     problems: list[str] = []
     for ep in entry_points(group="goq"):
         if names is not None and ep.name not in names:
@@ -151,7 +153,7 @@ class Plugins:
         """With `lazy`, third-party plugins are loaded only when a name is not among the
         built-ins or GOQ_LOAD_PLUGINS names one (a fast start for `goq sub`: no pluggy until
         then, see the module's doc); otherwise `pm` (default: everything) is used."""
-        if pm is None and lazy and _wanted_entrypoints():
+        if pm is None and lazy and _wanted_plugins():
             lazy = False  # plugins asked for by name: load them, as the full CLI would
         self._scan_on_miss = pm is None and lazy
         self._direct = pm is None and lazy  # built-in client plugins called without pluggy
