@@ -21,6 +21,16 @@ class DashboardServer(ThreadingHTTPServer):
             self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
 
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A browser that drops its connection (a closed tab, a preconnect it gave up) is no
+        error of ours: say nothing. Anything else is one line, not socketserver's traceback."""
+        import sys
+
+        exc = sys.exception()
+        if isinstance(exc, ConnectionError | TimeoutError):
+            return
+        sys.stderr.write(f"goq web: request from {client_address} failed: {exc!r}\n")
+
 
 class _Handler(BaseHTTPRequestHandler):
     server: DashboardServer
