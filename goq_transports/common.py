@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
-from typing import TypeVar
 
 from goq_core.errors import TransportError
 
-T = TypeVar("T")
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs the CLI's start-up 3 ms; only type checkers need it here
+    from collections.abc import Callable
+    from typing import TypeVar
+
+    T = TypeVar("T")
 
 REQID_LEN = 8  # bytes of request id in front of every frame (big-endian counter)
 RELISTEN_GRACE = 0.5  # seconds a listen retries an address still held by a closing socket

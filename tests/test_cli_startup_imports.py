@@ -13,9 +13,17 @@ import pytest
 
 from tests.cluster import Cluster, initialised
 
-# What the fast path must not import (issue 15): the plugin manager, the click CLI, and the
-# cryptography packages beyond the AES-GCM class it seals with.
-NEVER = ("pluggy", "click", "goq_core.hookspecs", "goq_cli.main", "cryptography.hazmat.primitives")
+# What the fast path must not import (issue 15): the plugin manager, the click CLI, the
+# cryptography packages beyond the AES-GCM class it seals with, and pyzmq (the zmq transport's
+# client end speaks ZMTP itself).
+NEVER = (
+    "pluggy",
+    "click",
+    "goq_core.hookspecs",
+    "goq_cli.main",
+    "cryptography.hazmat.primitives",
+    "zmq",
+)
 
 # Runs the console script's fast path (goq_cli.entry.main without its os._exit), then lists
 # the modules loaded, on stderr after a marker line.
@@ -70,7 +78,7 @@ def test_sub_and_stat_on_the_fast_path_import_no_pluggy_click_or_cipher_packages
     for name in NEVER:
         assert not loaded(modules, name), f"`goq sub` imported {name}"
         assert not loaded(modules2, name), f"`goq stat` imported {name}"
-    assert "goq_transports.zmq_transport" in modules and "goq_codecs.aesgcm" in modules
+    assert "goq_transports.zmtp_client" in modules and "goq_codecs.aesgcm" in modules
 
 
 def test_a_plugin_named_in_goq_load_plugins_takes_the_pluggy_path(running: Cluster) -> None:

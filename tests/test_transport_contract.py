@@ -24,7 +24,7 @@ from goq_core import hookspecs
 from goq_core.errors import FrameTooBig, PluginNotFound, TransportError, TransportTimeout
 from goq_core.plugins import Plugins, register_builtin
 from goq_transports.nng_transport import NngServer
-from goq_transports.zmq_transport import ZmqServer
+from goq_transports.zmq_server import ZmqServer
 from tests.support import free_port, in_thread, wait_for
 
 KINDS = ("memory", "nng", "zmq")
