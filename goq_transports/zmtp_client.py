@@ -87,7 +87,10 @@ class ZmtpClient:
     serialises callers), as every ClientEnd."""
 
     def __init__(self, address: str, max_frame: int = DEFAULT_MAX_FRAME) -> None:
-        self._host, self._port = check_tcp_address(address)
+        host, self._port = check_tcp_address(address)
+        # an ASCII name as bytes: getaddrinfo would import the idna codec for a str (2 ms of a
+        # CLI's start-up); a non-ASCII name stays str for it to encode
+        self._host: str | bytes = host.encode() if host.isascii() else host
         self.address = address
         self.max_frame = max_frame
         self._sock: socket.socket | None = None
@@ -163,13 +166,21 @@ class ZmtpClient:
         if self._sock is not None:
             return self._sock
         pause = _RECONNECT_S
+        cut = False  # the last connection was closed by the peer during the handshake
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
+                if cut:  # e.g. an nng server: it reads our greeting and hangs up
+                    raise TransportError(
+                        f"the server at {self.address} closes connections during the zmq "
+                        f"handshake: is it running with another transport (--transport / "
+                        f"GOQ_TRANSPORT)?"
+                    )
                 raise TransportTimeout(f"no server at {self.address} within {timeout:g} s")
             try:
                 sock = socket.create_connection((self._host, self._port), timeout=left)
             except (ConnectionError, TimeoutError):
+                cut = False
                 time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
                 pause = min(pause * 2, _RECONNECT_MAX_S)
                 continue
@@ -185,6 +196,7 @@ class ZmtpClient:
             except (_Gone, ConnectionError):
                 sock.close()
                 self._buf.clear()
+                cut = True
                 time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
                 pause = min(pause * 2, _RECONNECT_MAX_S)
                 continue

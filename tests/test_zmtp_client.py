@@ -1,0 +1,180 @@
+"""The zmq transport's own client end (goq_transports.zmtp_client) against libzmq's ROUTER, for
+what the shared contract suite does not reach: connections the server dropped while idle, big
+frames both ways, PINGs between requests, and peers that are not a zmq ROUTER.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+
+from goq_core.errors import FrameTooBig, TransportError, TransportTimeout
+from goq_transports.nng_transport import NngServer
+from goq_transports.zmq_server import ZmqServer
+from goq_transports.zmtp_client import GREETING, ZmtpClient
+from tests.support import free_port, in_thread
+
+LONG = 5.0
+
+
+class Echo:
+    """Replies b"re:" + request from a thread until stopped."""
+
+    def __init__(self, server) -> None:
+        self.server = server
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            got = self.server.recv(0.05)
+            if got is not None:
+                self.server.reply(got[0], b"re:" + got[1])
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(LONG)
+        self.server.close()
+
+
+@pytest.fixture
+def address() -> str:
+    return f"tcp://127.0.0.1:{free_port()}"
+
+
+def test_an_idle_connection_dropped_by_the_server_is_dialled_afresh(address: str) -> None:
+    """A worker's pooled connection may sit idle past the server's heartbeat timeout: the server
+    drops it, and the next request must go through on a new one, not fail."""
+    echo = Echo(ZmqServer(address, 1 << 20, heartbeat_ivl_ms=100, heartbeat_timeout_ms=300))
+    client = ZmtpClient(address)
+    try:
+        assert client.request(b"one", LONG) == b"re:one"
+        first = client._sock
+        time.sleep(1.0)  # unanswered PINGs: the server closes the connection
+        assert client.request(b"two", LONG) == b"re:two"
+        assert client._sock is not first
+    finally:
+        client.close()
+        echo.close()
+
+
+def test_pings_that_arrived_between_requests_are_answered_and_skipped(address: str) -> None:
+    echo = Echo(ZmqServer(address, 1 << 20, heartbeat_ivl_ms=50, heartbeat_timeout_ms=2_000))
+    client = ZmtpClient(address)
+    try:
+        for n in range(5):
+            assert client.request(b"%d" % n, LONG) == b"re:%d" % n
+            time.sleep(0.12)  # a PING or two wait in the socket
+    finally:
+        client.close()
+        echo.close()
+
+
+@pytest.mark.parametrize("size", [255, 256, 3 << 20])
+def test_frames_of_every_size_class_go_both_ways(address: str, size: int) -> None:
+    """Short frames (1-byte size) and long ones (8-byte size), up to several MiB."""
+    echo = Echo(ZmqServer(address, 8 << 20))
+    client = ZmtpClient(address, 8 << 20)
+    try:
+        data = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+        assert client.request(data, LONG) == b"re:" + data
+    finally:
+        client.close()
+        echo.close()
+
+
+def test_a_reply_over_the_clients_limit_ends_the_connection_not_the_client(address: str) -> None:
+    server = ZmqServer(address, 1 << 20)
+    client = ZmtpClient(address, max_frame=1000)
+    try:
+        thread, out = in_thread(lambda: client.request(b"big please", LONG))
+        got = server.recv(LONG)
+        assert got is not None
+        server.reply(got[0], b"y" * 100_000)
+        thread.join(LONG)
+        assert isinstance(out[0], TransportTimeout)
+        echo = Echo(server)
+        assert client.request(b"small", LONG) == b"re:small"  # on a new connection
+        echo.stop.set()
+        echo.thread.join(LONG)
+    finally:
+        client.close()
+        server.close()
+
+
+def test_a_request_over_the_limit_is_refused_before_anything_is_sent(address: str) -> None:
+    client = ZmtpClient(address, max_frame=10)
+    with pytest.raises(FrameTooBig):
+        client.request(b"x" * 11, 0.1)
+    client.close()
+
+
+def test_dialling_an_nng_server_fails_with_a_clear_error_not_a_hang(address: str) -> None:
+    server = NngServer(address, 1 << 20)
+    client = ZmtpClient(address)
+    started = time.monotonic()
+    try:
+        with pytest.raises(TransportError) as err:
+            client.request(b"hello?", 2.0)
+        assert time.monotonic() - started < 2.5
+        assert not isinstance(err.value, TransportTimeout)
+        assert "another transport" in str(err.value)
+    finally:
+        client.close()
+        server.close()
+
+
+def _one_shot_server(port: int, answer: bytes) -> tuple[socket.socket, threading.Thread]:
+    """A listener that reads a greeting's worth and answers `answer`, then holds on."""
+    listener = socket.create_server(("127.0.0.1", port))
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(64)
+            conn.sendall(answer)
+            time.sleep(1.0)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return listener, thread
+
+
+def test_a_peer_that_is_not_zmtp_is_a_transport_error() -> None:
+    port = free_port()
+    listener, thread = _one_shot_server(port, b"HTTP/1.1 400 Bad Request\r\n\r\n" + bytes(40))
+    client = ZmtpClient(f"tcp://127.0.0.1:{port}")
+    try:
+        with pytest.raises(TransportError, match="does not speak zmq"):
+            client.request(b"x", LONG)
+    finally:
+        client.close()
+        thread.join(LONG)
+        listener.close()
+
+
+def test_a_zmq_peer_that_is_not_a_router_is_refused() -> None:
+    port = free_port()
+    value = b"PUB"
+    ready_body = b"\x05READY\x0bSocket-Type" + len(value).to_bytes(4, "big") + value
+    answer = GREETING + b"\x04" + bytes([len(ready_body)]) + ready_body
+    listener, thread = _one_shot_server(port, answer)
+    client = ZmtpClient(f"tcp://127.0.0.1:{port}")
+    try:
+        with pytest.raises(TransportError, match="not a goq zmq server"):
+            client.request(b"x", LONG)
+    finally:
+        client.close()
+        thread.join(LONG)
+        listener.close()
+
+
+def test_a_closed_client_refuses_requests(address: str) -> None:
+    client = ZmtpClient(address)
+    client.close()
+    with pytest.raises(TransportError):
+        client.request(b"x", 0.1)
