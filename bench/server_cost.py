@@ -465,7 +465,9 @@ SAMPLE_GROUPS = [
     ("codec encode/decode", "goq_codecs/capnp", ""),
     ("cipher seal/open", "goq_codecs/aesgcm.py", ""),
     ("cipher seal/open", "cryptography", ""),
-    ("transport recv (incl. waking)", "zmq_transport.py", "recv"),
+    ("transport recv (incl. waking)", "zmq_server.py", "recv"),
+    ("transport reply (send)", "zmq_server.py", "reply"),
+    ("transport recv (incl. waking)", "zmq_transport.py", "recv"),  # before zmq_server.py
     ("transport reply (send)", "zmq_transport.py", "reply"),
     ("transport recv (incl. waking)", "nng_transport.py", "recv"),
     ("transport reply (send)", "nng_transport.py", "reply"),
