@@ -5,7 +5,6 @@ GOQ_LOAD_PLUGINS, or a transport, codec or cipher that is not built in, takes th
 
 from __future__ import annotations
 
-import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -80,34 +79,6 @@ def test_sub_and_stat_on_the_fast_path_import_no_pluggy_click_or_cipher_packages
         assert not loaded(modules, name), f"`goq sub` imported {name}"
         assert not loaded(modules2, name), f"`goq stat` imported {name}"
     assert "goq_transports.zmtp_client" in modules and "goq_codecs.aesgcm" in modules
-
-
-def test_the_goq_launcher_script_submits_without_importing_re(running: Cluster) -> None:
-    """bin/goq (installed as the `goq` command) is a plain script: pip's generated console
-    script would import re first, 2-3 ms of every `goq sub`."""
-    launcher = Path(__file__).resolve().parent.parent / "bin" / "goq"
-    done = subprocess.run(
-        [sys.executable, "-X", "importtime", str(launcher), "sub", "/bin/true"],
-        env=running.env,
-        cwd=running.workdir,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("submitted job 1 ")
-    # -X importtime lists each module when its import ends: what `site` imported comes before
-    # site's own line. An editable install's finder imports pathlib, hence re, in site: then
-    # only the script's own imports (below) can show that it imports no re.
-    names = [line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if "|" in line]
-    by_site, after_site = set(names[: names.index("site")]), set(names[names.index("site") :])
-    assert "goq_cli.entry" in after_site and "goq_core.messages" in after_site
-    assert "zmq" not in after_site
-    if "re" not in by_site:
-        assert "re" not in after_site
-    script = ast.parse(launcher.read_text())
-    imports = [n for n in ast.walk(script) if isinstance(n, ast.Import | ast.ImportFrom)]
-    assert [ast.unparse(n) for n in imports] == ["from goq_cli.entry import main"]
 
 
 def test_a_plugin_named_in_goq_load_plugins_takes_the_pluggy_path(running: Cluster) -> None:
