@@ -18,6 +18,7 @@ measures, alternating the three commands trial by trial:
 JSON on stdout (with --save, also bench/results/cli_startup.json), progress on stderr.
 
     .venv/bin/python bench/cli_startup.py [--trials 30] [--loop 200] [--source DIR] [--venv DIR]
+        [--baseline-python BEFORE/bin/python]   # a second install, timed in the same run
 """
 
 from __future__ import annotations
@@ -246,27 +247,42 @@ def measure(args: argparse.Namespace) -> dict:
         log(f"warning: goq is a {install.install} install here, not a regular one")
     goq = install.goq[0]
     began = time.time()
+    base = GoqInstall.for_python(args.baseline_python) if args.baseline_python else None
     with tempfile.TemporaryDirectory(prefix="goq-cli-startup-") as tmp:
-        cluster = BenchCluster(Path(tmp), install)
+        cluster = BenchCluster(Path(tmp) / "after", install)
+        # the baseline install (if any) gets a server of its own; its trials alternate with ours
+        base_cluster = BenchCluster(Path(tmp) / "before", base) if base is not None else None
         try:
             cluster.init()
             cluster.start_server()
             env, cwd = cluster.env, str(cluster.workdir)
-            commands = {
-                "goq_sub": [goq, "sub", "/bin/true"],
-                "goq_stat": [goq, "stat"],
-                "python_c_pass": [sys.executable, "-c", "pass"],
+            runs = {
+                "goq_sub": ([goq, "sub", "/bin/true"], cluster),
+                "goq_stat": ([goq, "stat"], cluster),
+                "python_c_pass": ([sys.executable, "-c", "pass"], cluster),
             }
-            times: dict[str, list[float]] = {k: [] for k in commands}
-            log(f"{args.trials} alternating trials of {', '.join(commands)}")
+            if base_cluster is not None and base is not None:
+                base_cluster.init()
+                base_cluster.start_server()
+                runs["baseline_goq_sub"] = ([base.goq[0], "sub", "/bin/true"], base_cluster)
+                runs["baseline_goq_stat"] = ([base.goq[0], "stat"], base_cluster)
+            times: dict[str, list[float]] = {k: [] for k in runs}
+            log(f"{args.trials} alternating trials of {', '.join(runs)}")
             for i in range(args.trials + 3):  # 3 warm-up rounds, not counted
-                order = list(commands) if i % 2 == 0 else list(reversed(commands))
+                order = list(runs) if i % 2 == 0 else list(reversed(runs))
                 for name in order:
-                    took = wall_ms(commands[name], env, cwd)
+                    argv, where = runs[name]
+                    took = wall_ms(argv, where.env, str(where.workdir))
                     if i >= 3:
                         times[name].append(took)
             log(f"shell loop of {args.loop} single `goq sub`")
             loop_s = shell_loop(goq, args.loop, env, cwd)
+            base_loop_s = None
+            if base_cluster is not None and base is not None:
+                log(f"shell loop of {args.loop} single `goq sub`, baseline install")
+                base_loop_s = shell_loop(
+                    base.goq[0], args.loop, base_cluster.env, str(base_cluster.workdir)
+                )
             log("python -X importtime, cProfile of one sub")
             imports = {
                 "goq_sub": import_times([sys.executable, goq, "sub", "/bin/true"], env, cwd, 7),
@@ -277,9 +293,26 @@ def measure(args: argparse.Namespace) -> dict:
             alone = import_walls(sys.executable, env, cwd, 11)
         finally:
             cluster.close()
+            if base_cluster is not None:
+                base_cluster.close()
     med = {k: round(statistics.median(v), 2) for k, v in times.items()}
     bare = med["python_c_pass"]
     loop_rate = round(args.loop / loop_s, 1)
+    baseline = None
+    if base is not None and base_loop_s is not None:
+        baseline = {
+            "python": base.python,
+            "install": base.install,
+            "median_ms": {k: med[f"baseline_{k}"] for k in ("goq_sub", "goq_stat")},
+            "ratio_to_python_c_pass": {
+                k: round(med[f"baseline_{k}"] / bare, 2) for k in ("goq_sub", "goq_stat")
+            },
+            "loop": {
+                "calls": args.loop,
+                "seconds": round(base_loop_s, 2),
+                "jobs_per_s": round(args.loop / base_loop_s, 1),
+            },
+        }
     return {
         "meta": {
             "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -301,6 +334,7 @@ def measure(args: argparse.Namespace) -> dict:
             _target("goq stat median ms", med["goq_stat"], "<=", TARGETS["stat_ms"]),
             _target("loop of single goq sub, jobs/s", loop_rate, ">=", TARGETS["loop_jobs_per_s"]),
         ],
+        "baseline": baseline,
         "importtime_top25": imports,
         "import_alone_ms": alone,
         "cprofile_one_sub_top": profile,
@@ -324,7 +358,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--source", default=str(REPO), help="the goq source tree to build")
     ap.add_argument("--venv", default=str(DEFAULT_VENV), help="where to install it")
     ap.add_argument("--no-install", action="store_true", help="use --venv as it is")
+    ap.add_argument(
+        "--baseline-python",
+        metavar="PY",
+        help="also time `goq sub`/`goq stat` of the goq installed for this interpreter (e.g. a "
+        "regular install of a `git archive REV` snapshot), trials alternating, same run",
+    )
     ap.add_argument("--save", action="store_true", help=f"also write {RESULTS}")
+    ap.add_argument("--out", metavar="FILE", help="with --save: write FILE instead")
     ap.add_argument("--_in_venv", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if not args._in_venv:
@@ -339,8 +380,9 @@ def main(argv: list[str] | None = None) -> int:
     text = json.dumps(doc, indent=2, ensure_ascii=False)
     print(text)
     if args.save:
-        RESULTS.parent.mkdir(exist_ok=True)
-        RESULTS.write_text(text + "\n")
+        out = Path(args.out) if args.out else RESULTS
+        out.parent.mkdir(exist_ok=True)
+        out.write_text(text + "\n")
     for t in doc["targets"]:
         log(
             f"{t['measure']}: {t['value']} (target {t['target']}) {'met' if t['met'] else 'MISSED'}"

@@ -14,8 +14,8 @@ import pytest
 from tests.cluster import Cluster, initialised
 
 # What the fast path must not import (issue 15): the plugin manager, the click CLI, the
-# cryptography packages beyond the AES-GCM class it seals with, and pyzmq (the zmq transport's
-# client end speaks ZMTP itself).
+# cryptography packages beyond the AES-GCM class it seals with, pyzmq (the zmq transport's
+# client end speaks ZMTP itself), and the socket and threading wrappers of _socket and _thread.
 NEVER = (
     "pluggy",
     "click",
@@ -23,6 +23,8 @@ NEVER = (
     "goq_cli.main",
     "cryptography.hazmat.primitives",
     "zmq",
+    "socket",
+    "threading",
 )
 
 # Runs the console script's fast path (goq_cli.entry.main without its os._exit), then lists
