@@ -483,7 +483,9 @@ def test_transport_mismatch_is_a_goq_error_within_the_send_timeout(
 ) -> None:
     other = srv.client(transport=_other(TRANSPORTS, srv.combo.transport), sendtimeout_ms=300)
     t0 = time.monotonic()
-    with pytest.raises(GoqError, match="no reply"):
+    # a zmq client finds an nng server hanging up during the handshake and says so; an nng
+    # client hears nothing from a zmq server
+    with pytest.raises(GoqError, match="no reply|another transport"):
         other.stat()
     assert time.monotonic() - t0 < 1.5
     other.close()
