@@ -1,4 +1,5 @@
-"""Small helpers shared by the tests: a free loopback port, bounded polling, a call in a thread."""
+"""Small helpers shared by the tests: a free loopback port, bounded polling, a call in a thread,
+an echoing transport server."""
 
 from __future__ import annotations
 
@@ -40,3 +41,28 @@ def in_thread(fn: Callable[[], object]) -> tuple[threading.Thread, list]:
     t = threading.Thread(target=run, daemon=True)
     t.start()
     return t, out
+
+
+class Echo:
+    """A transport server loop in a thread replying b"re:" + request at once, until stopped
+    (stop() closes the server)."""
+
+    def __init__(self, server) -> None:
+        self.server = server
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                got = self.server.recv(0.05)
+                if got is not None:
+                    self.server.reply(got[0], b"re:" + got[1])
+        finally:
+            self.server.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        assert not self._thread.is_alive()

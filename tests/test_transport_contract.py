@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -25,36 +24,12 @@ from goq_core.errors import FrameTooBig, PluginNotFound, TransportError, Transpo
 from goq_core.plugins import Plugins, register_builtin
 from goq_transports.nng_transport import NngServer
 from goq_transports.zmq_server import ZmqServer
-from tests.support import free_port, in_thread, wait_for
+from tests.support import Echo, free_port, in_thread, wait_for
 
 KINDS = ("memory", "nng", "zmq")
 SHORT = 0.3  # seconds for a request that is meant to time out
 LONG = 5.0  # seconds for one that is meant to succeed (never reached when all is well)
 GONE_WITHIN = 0.1  # seconds after a client's death by which reply() must say it is gone
-
-
-class Echo:
-    """A server loop in a thread replying b"re:" + request at once, until stopped."""
-
-    def __init__(self, server) -> None:
-        self.server = server
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            while not self._stop.is_set():
-                got = self.server.recv(0.05)
-                if got is not None:
-                    self.server.reply(got[0], b"re:" + got[1])
-        finally:
-            self.server.close()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        assert not self._thread.is_alive()
 
 
 class Env:

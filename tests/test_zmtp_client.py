@@ -15,30 +15,9 @@ from goq_core.errors import FrameTooBig, TransportError, TransportTimeout
 from goq_transports.nng_transport import NngServer
 from goq_transports.zmq_server import ZmqServer
 from goq_transports.zmtp_client import GREETING, ZmtpClient
-from tests.support import free_port, in_thread
+from tests.support import Echo, free_port, in_thread
 
 LONG = 5.0
-
-
-class Echo:
-    """Replies b"re:" + request from a thread until stopped."""
-
-    def __init__(self, server) -> None:
-        self.server = server
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        while not self.stop.is_set():
-            got = self.server.recv(0.05)
-            if got is not None:
-                self.server.reply(got[0], b"re:" + got[1])
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(LONG)
-        self.server.close()
 
 
 @pytest.fixture
@@ -59,7 +38,7 @@ def test_an_idle_connection_dropped_by_the_server_is_dialled_afresh(address: str
         assert client._sock is not first
     finally:
         client.close()
-        echo.close()
+        echo.stop()
 
 
 def test_pings_that_arrived_between_requests_are_answered_and_skipped(address: str) -> None:
@@ -71,7 +50,7 @@ def test_pings_that_arrived_between_requests_are_answered_and_skipped(address: s
             time.sleep(0.12)  # a PING or two wait in the socket
     finally:
         client.close()
-        echo.close()
+        echo.stop()
 
 
 @pytest.mark.parametrize("size", [255, 256, 3 << 20])
@@ -84,7 +63,7 @@ def test_frames_of_every_size_class_go_both_ways(address: str, size: int) -> Non
         assert client.request(data, LONG) == b"re:" + data
     finally:
         client.close()
-        echo.close()
+        echo.stop()
 
 
 def test_a_reply_over_the_clients_limit_ends_the_connection_not_the_client(address: str) -> None:
@@ -97,10 +76,12 @@ def test_a_reply_over_the_clients_limit_ends_the_connection_not_the_client(addre
         server.reply(got[0], b"y" * 100_000)
         thread.join(LONG)
         assert isinstance(out[0], TransportTimeout)
-        echo = Echo(server)
-        assert client.request(b"small", LONG) == b"re:small"  # on a new connection
-        echo.stop.set()
-        echo.thread.join(LONG)
+        thread, out = in_thread(lambda: client.request(b"small", LONG))
+        got = server.recv(LONG)  # on a new connection
+        assert got is not None and got[1] == b"small"
+        server.reply(got[0], b"ok")
+        thread.join(LONG)
+        assert out == [b"ok"]
     finally:
         client.close()
         server.close()
@@ -128,9 +109,11 @@ def test_dialling_an_nng_server_fails_with_a_clear_error_not_a_hang(address: str
         server.close()
 
 
-def _one_shot_server(port: int, answer: bytes) -> tuple[socket.socket, threading.Thread]:
-    """A listener that reads a greeting's worth and answers `answer`, then holds on."""
-    listener = socket.create_server(("127.0.0.1", port))
+def _refused_by_a_fake_peer(answer: bytes, match: str) -> None:
+    """A listener that reads our greeting and answers `answer`: the request fails with a
+    TransportError matching `match`."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
 
     def serve() -> None:
         conn, _ = listener.accept()
@@ -141,36 +124,25 @@ def _one_shot_server(port: int, answer: bytes) -> tuple[socket.socket, threading
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
-    return listener, thread
+    client = ZmtpClient(f"tcp://127.0.0.1:{port}")
+    try:
+        with pytest.raises(TransportError, match=match):
+            client.request(b"x", LONG)
+    finally:
+        client.close()
+        thread.join(LONG)
+        listener.close()
 
 
 def test_a_peer_that_is_not_zmtp_is_a_transport_error() -> None:
-    port = free_port()
-    listener, thread = _one_shot_server(port, b"HTTP/1.1 400 Bad Request\r\n\r\n" + bytes(40))
-    client = ZmtpClient(f"tcp://127.0.0.1:{port}")
-    try:
-        with pytest.raises(TransportError, match="does not speak zmq"):
-            client.request(b"x", LONG)
-    finally:
-        client.close()
-        thread.join(LONG)
-        listener.close()
+    _refused_by_a_fake_peer(b"HTTP/1.1 400 Bad Request\r\n\r\n" + bytes(40), "does not speak zmq")
 
 
 def test_a_zmq_peer_that_is_not_a_router_is_refused() -> None:
-    port = free_port()
     value = b"PUB"
     ready_body = b"\x05READY\x0bSocket-Type" + len(value).to_bytes(4, "big") + value
     answer = GREETING + b"\x04" + bytes([len(ready_body)]) + ready_body
-    listener, thread = _one_shot_server(port, answer)
-    client = ZmtpClient(f"tcp://127.0.0.1:{port}")
-    try:
-        with pytest.raises(TransportError, match="not a goq zmq server"):
-            client.request(b"x", LONG)
-    finally:
-        client.close()
-        thread.join(LONG)
-        listener.close()
+    _refused_by_a_fake_peer(answer, "not a goq zmq server")
 
 
 def test_a_closed_client_refuses_requests(address: str) -> None:
