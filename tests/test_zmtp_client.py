@@ -5,11 +5,14 @@ frames both ways, PINGs between requests, and peers that are not a zmq ROUTER.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from goq_core.errors import FrameTooBig, TransportError, TransportTimeout
 from goq_transports.nng_transport import NngServer
@@ -150,3 +153,63 @@ def test_a_closed_client_refuses_requests(address: str) -> None:
     client.close()
     with pytest.raises(TransportError):
         client.request(b"x", 0.1)
+
+
+# --- whatever a connected peer sends, the client ends with a TransportError in time ---------
+
+_FRAMES = st.lists(
+    st.one_of(
+        st.binary(max_size=64),  # raw garbage
+        st.tuples(st.integers(0, 7), st.binary(max_size=300)).map(  # a frame: MORE, LONG, COMMAND
+            lambda f: (
+                bytes([f[0] | 0b10]) + len(f[1]).to_bytes(8, "big") + f[1]
+                if len(f[1]) > 255 or f[0] & 0b10
+                else bytes([f[0], len(f[1])]) + f[1]
+            )
+        ),
+        st.sampled_from(  # commands: PING (with and without context), ERROR, unknown, empty
+            [
+                b"\x04\x07\x04PING\x00\x0a",
+                b"\x04\x0b\x04PING\x00\x0aabcd",
+                b"\x04\x08\x05ERROR\x01x",
+                b"\x04\x04\x03FOO",
+                b"\x04\x00",
+                b"\x02" + (1 << 62).to_bytes(8, "big"),  # a frame larger than any limit
+            ]
+        ),
+    ),
+    max_size=6,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(stream=_FRAMES, close=st.booleans())
+def test_any_bytes_after_the_handshake_end_in_a_transport_error(
+    stream: list[bytes], close: bool
+) -> None:
+    """A peer in the middle of the connection (ZMTP framing is not sealed: only goq's frames
+    are) can send anything: the request must end in a TransportError (a timeout included)
+    within its timeout, never another exception and never a hang."""
+    ours, theirs = socket.socketpair()
+    client = ZmtpClient("tcp://127.0.0.1:1", max_frame=1 << 16)  # redials find nothing there
+    client._sock = ours  # as if dialled and greeted
+
+    def peer() -> None:  # once the request is in, the "reply": these bytes
+        theirs.settimeout(2.0)
+        with contextlib.suppress(OSError):
+            theirs.recv(4096)
+            theirs.sendall(b"".join(stream))
+            if close:
+                theirs.shutdown(socket.SHUT_WR)
+
+    thread = threading.Thread(target=peer, daemon=True)
+    thread.start()
+    try:
+        started = time.monotonic()
+        with pytest.raises(TransportError):
+            client.request(b"x", 0.2)
+        assert time.monotonic() - started < 1.5
+    finally:
+        client.close()
+        thread.join(5)
+        theirs.close()
