@@ -249,9 +249,13 @@ def measure(args: argparse.Namespace) -> dict:
     began = time.time()
     base = GoqInstall.for_python(args.baseline_python) if args.baseline_python else None
     with tempfile.TemporaryDirectory(prefix="goq-cli-startup-") as tmp:
-        cluster = BenchCluster(Path(tmp) / "after", install)
+        cluster = BenchCluster(Path(tmp) / "after", install, transport=args.transport)
         # the baseline install (if any) gets a server of its own; its trials alternate with ours
-        base_cluster = BenchCluster(Path(tmp) / "before", base) if base is not None else None
+        base_cluster = (
+            BenchCluster(Path(tmp) / "before", base, transport=args.transport)
+            if base is not None
+            else None
+        )
         try:
             cluster.init()
             cluster.start_server()
@@ -320,6 +324,7 @@ def measure(args: argparse.Namespace) -> dict:
             "goq": {"python": install.python, "goq": goq, "install": install.install},
             "source": args.source,
             "trials": args.trials,
+            "transport": args.transport,
             "elapsed_s": round(time.time() - began, 1),
         },
         "median_ms": med,
@@ -364,6 +369,7 @@ def main(argv: list[str] | None = None) -> int:
         help="also time `goq sub`/`goq stat` of the goq installed for this interpreter (e.g. a "
         "regular install of a `git archive REV` snapshot), trials alternating, same run",
     )
+    ap.add_argument("--transport", default="zmq", help="the cluster's transport (zmq, nng)")
     ap.add_argument("--save", action="store_true", help=f"also write {RESULTS}")
     ap.add_argument("--out", metavar="FILE", help="with --save: write FILE instead")
     ap.add_argument("--_in_venv", action="store_true", help=argparse.SUPPRESS)

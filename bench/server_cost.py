@@ -469,7 +469,9 @@ SAMPLE_GROUPS = [
     ("transport reply (send)", "zmq_server.py", "reply"),
     ("transport recv (incl. waking)", "zmq_transport.py", "recv"),  # before zmq_server.py
     ("transport reply (send)", "zmq_transport.py", "reply"),
-    ("transport recv (incl. waking)", "nng_transport.py", "recv"),
+    ("transport recv (incl. waking)", "nng_server.py", "recv"),
+    ("transport reply (send)", "nng_server.py", "reply"),
+    ("transport recv (incl. waking)", "nng_transport.py", "recv"),  # before nng_server.py
     ("transport reply (send)", "nng_transport.py", "reply"),
     ("goq kernel (scheduling, pure)", "goq_core/kernel/", ""),
     ("wire pack/unpack glue", "goq_core/wire.py", ""),

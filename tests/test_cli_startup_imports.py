@@ -14,8 +14,8 @@ import pytest
 from tests.cluster import Cluster, initialised
 
 # What the fast path must not import (issue 15): the plugin manager, the click CLI, the
-# cryptography packages beyond the AES-GCM class it seals with, pyzmq (the zmq transport's
-# client end speaks ZMTP itself), and the socket and threading wrappers of _socket and _thread.
+# cryptography packages beyond the AES-GCM class it seals with, pyzmq and pynng (the client ends
+# speak ZMTP and SP themselves), and the socket and threading wrappers of _socket and _thread.
 NEVER = (
     "pluggy",
     "click",
@@ -23,6 +23,7 @@ NEVER = (
     "goq_cli.main",
     "cryptography.hazmat.primitives",
     "zmq",
+    "pynng",
     "socket",
     "threading",
 )
@@ -64,9 +65,11 @@ def loaded(modules: set[str], name: str) -> bool:
     return any(m == name or m.startswith(name + ".") for m in modules)
 
 
-@pytest.fixture
-def running(tmp_path: Path):
-    with initialised(tmp_path, server=True, extra_env={"GOQ_LOAD_PLUGINS": ""}) as c:
+@pytest.fixture(params=["zmq", "nng"])
+def running(tmp_path: Path, request):
+    with initialised(
+        tmp_path, server=True, transport=request.param, extra_env={"GOQ_LOAD_PLUGINS": ""}
+    ) as c:
         yield c
 
 
@@ -80,7 +83,8 @@ def test_sub_and_stat_on_the_fast_path_import_no_pluggy_click_or_cipher_packages
     for name in NEVER:
         assert not loaded(modules, name), f"`goq sub` imported {name}"
         assert not loaded(modules2, name), f"`goq stat` imported {name}"
-    assert "goq_transports.zmtp_client" in modules and "goq_codecs.aesgcm" in modules
+    client = "zmtp_client" if running.env["GOQ_TRANSPORT"] == "zmq" else "sp_client"
+    assert f"goq_transports.{client}" in modules and "goq_codecs.aesgcm" in modules
 
 
 def test_a_plugin_named_in_goq_load_plugins_takes_the_pluggy_path(running: Cluster) -> None:

@@ -22,7 +22,7 @@ import goq_transports.plugin
 from goq_core import hookspecs
 from goq_core.errors import FrameTooBig, PluginNotFound, TransportError, TransportTimeout
 from goq_core.plugins import Plugins, register_builtin
-from goq_transports.nng_transport import NngServer
+from goq_transports.nng_server import NngServer
 from goq_transports.zmq_server import ZmqServer
 from tests.support import Echo, free_port, in_thread, wait_for
 

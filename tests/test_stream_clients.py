@@ -1,6 +1,7 @@
-"""The zmq transport's own client end (goq_transports.zmtp_client) against libzmq's ROUTER, for
-what the shared contract suite does not reach: connections the server dropped while idle, big
-frames both ways, PINGs between requests, and peers that are not a zmq ROUTER.
+"""goq's own client ends (goq_transports.stream_client: zmtp_client for zmq, sp_client for nng)
+against the real servers (libzmq's ROUTER, nng's Pair1), for what the shared contract suite does
+not reach: connections the server dropped while idle, big frames both ways, PINGs between
+requests, peers that speak another protocol, and any bytes a peer may send.
 """
 
 from __future__ import annotations
@@ -15,12 +16,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from goq_core.errors import FrameTooBig, TransportError, TransportTimeout
-from goq_transports.nng_transport import NngServer
+from goq_transports.nng_server import NngServer
+from goq_transports.sp_client import HEADER, SpClient
 from goq_transports.zmq_server import ZmqServer
 from goq_transports.zmtp_client import GREETING, ZmtpClient
 from tests.support import Echo, free_port, in_thread
 
 LONG = 5.0
+SERVERS = {"zmq": ZmqServer, "nng": NngServer}
+CLIENTS = {"zmq": ZmtpClient, "nng": SpClient}
 
 
 @pytest.fixture
@@ -28,15 +32,22 @@ def address() -> str:
     return f"tcp://127.0.0.1:{free_port()}"
 
 
-def test_an_idle_connection_dropped_by_the_server_is_dialled_afresh(address: str) -> None:
-    """A worker's pooled connection may sit idle past the server's heartbeat timeout: the server
-    drops it, and the next request must go through on a new one, not fail."""
-    echo = Echo(ZmqServer(address, 1 << 20, heartbeat_ivl_ms=100, heartbeat_timeout_ms=300))
-    client = ZmtpClient(address)
+@pytest.mark.parametrize("kind", ["zmq", "nng"])
+def test_an_idle_connection_dropped_by_the_server_is_dialled_afresh(
+    address: str, kind: str
+) -> None:
+    """A worker's pooled connection may sit idle past the server's heartbeat (zmq) or idle
+    (nng) timeout: the server drops it, and the next request must go through on a new one."""
+    if kind == "zmq":
+        server = ZmqServer(address, 1 << 20, heartbeat_ivl_ms=100, heartbeat_timeout_ms=300)
+    else:
+        server = NngServer(address, 1 << 20, idle_sec=0.3)  # reaped within a second or so
+    echo = Echo(server)
+    client = CLIENTS[kind](address)
     try:
         assert client.request(b"one", LONG) == b"re:one"
         first = client._sock
-        time.sleep(1.0)  # unanswered PINGs: the server closes the connection
+        time.sleep(1.0 if kind == "zmq" else 1.6)  # the server closes the connection
         assert client.request(b"two", LONG) == b"re:two"
         assert client._sock is not first
     finally:
@@ -56,11 +67,12 @@ def test_pings_that_arrived_between_requests_are_answered_and_skipped(address: s
         echo.stop()
 
 
+@pytest.mark.parametrize("kind", ["zmq", "nng"])
 @pytest.mark.parametrize("size", [255, 256, 3 << 20])
-def test_frames_of_every_size_class_go_both_ways(address: str, size: int) -> None:
-    """Short frames (1-byte size) and long ones (8-byte size), up to several MiB."""
-    echo = Echo(ZmqServer(address, 8 << 20))
-    client = ZmtpClient(address, 8 << 20)
+def test_frames_of_every_size_class_go_both_ways(address: str, kind: str, size: int) -> None:
+    """Short frames (zmq: 1-byte size) and long ones (8-byte size), up to several MiB."""
+    echo = Echo(SERVERS[kind](address, 8 << 20))
+    client = CLIENTS[kind](address, 8 << 20)
     try:
         data = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
         assert client.request(data, LONG) == b"re:" + data
@@ -69,9 +81,12 @@ def test_frames_of_every_size_class_go_both_ways(address: str, size: int) -> Non
         echo.stop()
 
 
-def test_a_reply_over_the_clients_limit_ends_the_connection_not_the_client(address: str) -> None:
-    server = ZmqServer(address, 1 << 20)
-    client = ZmtpClient(address, max_frame=1000)
+@pytest.mark.parametrize("kind", ["zmq", "nng"])
+def test_a_reply_over_the_clients_limit_ends_the_connection_not_the_client(
+    address: str, kind: str
+) -> None:
+    server = SERVERS[kind](address, 1 << 20)
+    client = CLIENTS[kind](address, max_frame=1000)
     try:
         thread, out = in_thread(lambda: client.request(b"big please", LONG))
         got = server.recv(LONG)
@@ -90,16 +105,22 @@ def test_a_reply_over_the_clients_limit_ends_the_connection_not_the_client(addre
         server.close()
 
 
-def test_a_request_over_the_limit_is_refused_before_anything_is_sent(address: str) -> None:
-    client = ZmtpClient(address, max_frame=10)
+@pytest.mark.parametrize("kind", ["zmq", "nng"])
+def test_a_request_over_the_limit_is_refused_before_anything_is_sent(
+    address: str, kind: str
+) -> None:
+    client = CLIENTS[kind](address, max_frame=10)
     with pytest.raises(FrameTooBig):
         client.request(b"x" * 11, 0.1)
     client.close()
 
 
-def test_dialling_an_nng_server_fails_with_a_clear_error_not_a_hang(address: str) -> None:
-    server = NngServer(address, 1 << 20)
-    client = ZmtpClient(address)
+@pytest.mark.parametrize("kind", ["zmq", "nng"])
+def test_dialling_the_other_transports_server_fails_with_a_clear_error_not_a_hang(
+    address: str, kind: str
+) -> None:
+    server = SERVERS["nng" if kind == "zmq" else "zmq"](address, 1 << 20)
+    client = CLIENTS[kind](address)
     started = time.monotonic()
     try:
         with pytest.raises(TransportError) as err:
@@ -112,7 +133,7 @@ def test_dialling_an_nng_server_fails_with_a_clear_error_not_a_hang(address: str
         server.close()
 
 
-def _refused_by_a_fake_peer(answer: bytes, match: str) -> None:
+def _refused_by_a_fake_peer(answer: bytes, match: str, kind: str = "zmq") -> None:
     """A listener that reads our greeting and answers `answer`: the request fails with a
     TransportError matching `match`."""
     listener = socket.create_server(("127.0.0.1", 0))
@@ -127,7 +148,7 @@ def _refused_by_a_fake_peer(answer: bytes, match: str) -> None:
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
-    client = ZmtpClient(f"tcp://127.0.0.1:{port}")
+    client = CLIENTS[kind](f"tcp://127.0.0.1:{port}")
     try:
         with pytest.raises(TransportError, match=match):
             client.request(b"x", LONG)
@@ -148,8 +169,17 @@ def test_a_zmq_peer_that_is_not_a_router_is_refused() -> None:
     _refused_by_a_fake_peer(answer, "not a goq zmq server")
 
 
-def test_a_closed_client_refuses_requests(address: str) -> None:
-    client = ZmtpClient(address)
+def test_an_sp_peer_of_another_protocol_is_refused() -> None:
+    _refused_by_a_fake_peer(HEADER[:4] + (0x30).to_bytes(2, "big") + bytes(2), "not Pair1", "nng")
+
+
+def test_a_peer_that_is_not_sp_is_a_transport_error() -> None:
+    _refused_by_a_fake_peer(b"HTTP/1.1 400 Bad Request\r\n\r\n", "does not speak nng", "nng")
+
+
+@pytest.mark.parametrize("kind", ["zmq", "nng"])
+def test_a_closed_client_refuses_requests(address: str, kind: str) -> None:
+    client = CLIENTS[kind](address)
     client.close()
     with pytest.raises(TransportError):
         client.request(b"x", 0.1)
@@ -182,16 +212,40 @@ _FRAMES = st.lists(
 )
 
 
+_SP_MESSAGES = st.lists(
+    st.one_of(
+        st.binary(max_size=64),  # raw garbage
+        st.tuples(st.integers(0, 300), st.binary(max_size=300)).map(  # hop count, body
+            lambda m: (len(m[1]) + 4).to_bytes(8, "big") + m[0].to_bytes(4, "big") + m[1]
+        ),
+        st.just((1 << 62).to_bytes(8, "big")),  # a message larger than any limit
+    ),
+    max_size=6,
+)
+
+
 @settings(max_examples=150, deadline=None)
 @given(stream=_FRAMES, close=st.booleans())
-def test_any_bytes_after_the_handshake_end_in_a_transport_error(
+def test_any_bytes_after_the_zmq_handshake_end_in_a_transport_error(
     stream: list[bytes], close: bool
 ) -> None:
-    """A peer in the middle of the connection (ZMTP framing is not sealed: only goq's frames
-    are) can send anything: the request must end in a TransportError (a timeout included)
-    within its timeout, never another exception and never a hang."""
+    _any_bytes_end_in_a_transport_error(ZmtpClient, stream, close)
+
+
+@settings(max_examples=150, deadline=None)
+@given(stream=_SP_MESSAGES, close=st.booleans())
+def test_any_bytes_after_the_sp_handshake_end_in_a_transport_error(
+    stream: list[bytes], close: bool
+) -> None:
+    _any_bytes_end_in_a_transport_error(SpClient, stream, close)
+
+
+def _any_bytes_end_in_a_transport_error(client_class, stream: list[bytes], close: bool) -> None:
+    """A peer in the middle of the connection (the transports' framing is not sealed: only
+    goq's frames are) can send anything: the request must end in a TransportError (a timeout
+    included) within its timeout, never another exception and never a hang."""
     ours, theirs = socket.socketpair()
-    client = ZmtpClient("tcp://127.0.0.1:1", max_frame=1 << 16)  # redials find nothing there
+    client = client_class("tcp://127.0.0.1:1", max_frame=1 << 16)  # redials find nothing there
     client._sock = ours  # as if dialled and greeted
 
     def peer() -> None:  # once the request is in, the "reply": these bytes
