@@ -137,17 +137,18 @@ class StreamClient:
         if self._sock is not None:
             return self._sock
         pause = RECONNECT_S
-        cut = False  # the last connection was closed by the server during the greeting
+        cuts = 0  # connections in a row the server closed during the greeting
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                if cut and self.cut_text is not None:
+                # one cut may be a server stopping or starting; every try cut is a pattern
+                if cuts >= 2 and self.cut_text is not None:
                     raise TransportError(f"the server at {self.address} {self.cut_text}")
                 raise TransportTimeout(f"no server at {self.address} within {timeout:g} s")
             try:
                 sock = _dial(self._host, self._port, left)
             except (ConnectionError, TimeoutError):
-                cut = False
+                cuts = 0
             except OSError as exc:  # no such host, no route...
                 raise TransportError(f"cannot dial {self.address}: {exc}") from None
             else:
@@ -163,7 +164,7 @@ class StreamClient:
                     ) from None
                 except (Gone, ConnectionError):
                     sock.close()
-                    cut = True
+                    cuts += 1
                 except TransportError:
                     sock.close()
                     raise
