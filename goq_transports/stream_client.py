@@ -46,6 +46,8 @@ class StreamClient:
 
     def __init__(self, address: str, max_frame: int = DEFAULT_MAX_FRAME) -> None:
         host, self._port = check_tcp_address(address)
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]  # an IPv6 literal, tcp://[::1]:1776 (nng's servers take them)
         # an ASCII name as bytes: getaddrinfo would import the idna codec for a str (2 ms of a
         # CLI's start-up); a non-ASCII name stays str for it to encode
         self._host: str | bytes = host.encode() if host.isascii() else host

@@ -178,6 +178,16 @@ def test_a_peer_that_is_not_sp_is_a_transport_error() -> None:
 
 
 @pytest.mark.parametrize("kind", ["zmq", "nng"])
+def test_addresses_are_read_as_the_libraries_read_them(kind: str) -> None:
+    """An IPv6 literal loses its brackets; an ASCII name goes to getaddrinfo as bytes (no idna
+    codec to import); a bad address is a TransportError at once."""
+    assert CLIENTS[kind]("tcp://[::1]:1776")._host == b"::1"
+    assert CLIENTS[kind]("tcp://node7.example:1776")._host == b"node7.example"
+    with pytest.raises(TransportError):
+        CLIENTS[kind]("127.0.0.1:1776")
+
+
+@pytest.mark.parametrize("kind", ["zmq", "nng"])
 def test_a_closed_client_refuses_requests(address: str, kind: str) -> None:
     client = CLIENTS[kind](address)
     client.close()
