@@ -1,6 +1,7 @@
 """Registers the built-in transports (memory, nng, zmq) with goq's plugin manager.
 
-Cheap to import: pynng and pyzmq are imported only when a factory runs. The hook is a plain
+Cheap to import: pynng and pyzmq are imported only when a server listens (clients speak SP and
+ZMTP themselves, see goq_transports.stream_client). The hook is a plain
 function, not marked `@hookimpl` (that would import pluggy on the CLI's fast path):
 `goq_core.plugins.register_builtin` marks it when it registers this module, and
 `Plugins(lazy=True)` calls it directly (see goq_core.plugins).
