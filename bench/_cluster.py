@@ -59,6 +59,17 @@ def _status_field(pid: int, name: str) -> int:
     raise RuntimeError(f"no {name} in /proc/{pid}/status")
 
 
+def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 10) -> None:
+    """Send `sig` to a process still running, wait up to `timeout` s, then SIGKILL it."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
 def cpu_seconds(pid: int) -> tuple[float, float]:
     """(own utime+stime, reaped children's cutime+cstime) of a live process, seconds."""
     with open(f"/proc/{pid}/stat") as fh:
@@ -186,9 +197,15 @@ class BenchCluster:
     # ------------------------------------------------------------------ long-running roles
 
     def spawn(self, *args: str, log: str) -> subprocess.Popen:
+        """`goq ARGS` of this install, output appended to `log`; stopped by close()."""
+        return self.spawn_argv([*self.install.goq, *args], log)
+
+    def spawn_argv(self, argv: list[str], log: str) -> subprocess.Popen:
+        """Any command in the cluster's environment and directory (e.g. a profiled server),
+        output appended to `log`; stopped by close()."""
         with open(self.root / log, "ab") as out:
             proc = subprocess.Popen(
-                [*self.install.goq, *args],
+                argv,
                 cwd=self.workdir,
                 env=self.env,
                 stdout=out,
@@ -244,13 +261,7 @@ class BenchCluster:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def stop(self, proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 10) -> None:
-        if proc.poll() is None:
-            proc.send_signal(sig)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+        stop_process(proc, sig, timeout)
 
     def close(self) -> None:
         for client in self._clients:

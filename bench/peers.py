@@ -51,6 +51,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from _cluster import rss_kib, stop_process, wait_for  # noqa: E402 (bench/ on sys.path above)
+
 RESULTS = HERE / "results" / "peers.json"
 INSTALL = {
     "tsp": "apt-get install task-spooler   (Debian/Ubuntu; the command is tsp, or ts elsewhere)",
@@ -60,25 +62,6 @@ INSTALL = {
 
 def log(text: str) -> None:
     print(f"[peers {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
-
-
-def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for {pid}")
-
-
-def wait_until(pred, timeout: float, what: str, every: float = 0.01):
-    deadline = time.monotonic() + timeout
-    while True:
-        got = pred()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(every)
 
 
 def run(argv: list[str], env: dict, cwd: str | Path, timeout: float = 60, check: bool = True):
@@ -128,7 +111,7 @@ class Peer:
         for i in range(n + 2):
             marker = self.work / f"start.{i}"
             c, r = self._timed_submit(["sh", "-c", f"date +%s%N > {marker}"])
-            wait_until(lambda m=marker: m.exists() and m.read_text().strip(), 60, "the job")
+            wait_for(lambda m=marker: m.exists() and m.read_text().strip(), 60, "the job")
             started = int(marker.read_text().strip())
             if i >= 2:
                 after_call.append((started - c) / 1e6)
@@ -182,7 +165,7 @@ class Goq(Peer):
     def _start_worker(self) -> None:
         self.worker = self.cluster.spawn("work", "--cpus", "2", log="worker.log")
         client = self.cluster.client()
-        wait_until(
+        wait_for(
             lambda: client.stat(0).counters.get("waitingWorkers", 0) >= 1, 60, "the worker", 0.02
         )
 
@@ -202,7 +185,7 @@ class Goq(Peer):
         return self.cluster.client().stat(0).counters
 
     def settle(self, n: int) -> None:
-        wait_until(
+        wait_for(
             lambda: (lambda c: c.get("runningJobs", 0) + c.get("waitingJobs", 0) == 0)(
                 self.counters()
             ),
@@ -218,9 +201,7 @@ class Goq(Peer):
         self._stop_worker()
         twins = [self.cluster.spawn("work", log=f"single{i}.log") for i in range(2)]
         client = self.cluster.client()
-        wait_until(
-            lambda: client.stat(0).counters.get("waitingWorkers", 0) >= 2, 60, "workers", 0.02
-        )
+        wait_for(lambda: client.stat(0).counters.get("waitingWorkers", 0) >= 2, 60, "workers", 0.02)
         result["two_workers_of_1_cpu"] = self._drain(n)
         for proc in twins:
             self.cluster.stop(proc)
@@ -235,7 +216,7 @@ class Goq(Peer):
         done0 = self.counters().get("finishedJobsCount", 0)
         t0 = time.perf_counter()
         self.cluster.ok("release", f"{first}-{last}")
-        wait_until(
+        wait_for(
             lambda: self.counters().get("finishedJobsCount", 0) >= done0 + n, 600, "drain", 0.02
         )
         took = time.perf_counter() - t0
@@ -422,9 +403,9 @@ class TaskSpooler(Peer):
         result["fill_s"] = round(fill, 1)
         result["note"] = "server RSS growth + PSS of the one waiting tsp process per job"
         self.t("-K", check=False)  # drop the queue (kill -9 starts afresh)
-        wait_until(lambda: not _alive(self.pid), 10, "tsp -K")
+        wait_for(lambda: not _alive(self.pid), 10, "tsp -K")
         gate.touch()
-        wait_until(lambda: not self.processes(), 30, "the tsp clients to go")
+        wait_for(lambda: not self.processes(), 30, "the tsp clients to go")
         return result
 
     def kill9(self, n: int) -> dict:
@@ -434,7 +415,7 @@ class TaskSpooler(Peer):
         self._queue(n, ["/bin/true"])
         before = self._queued()
         os.kill(self.pid, signal.SIGKILL)
-        wait_until(lambda: not _alive(self.pid), 10, "the killed tsp server")
+        wait_for(lambda: not _alive(self.pid), 10, "the killed tsp server")
         t0 = time.perf_counter()
         self.start()
         back = time.perf_counter() - t0
@@ -544,7 +525,7 @@ class Slurm(Peer):
         self._munge()
         self._ctld()
         self._daemon("slurmd", ["slurmd", "-D", "-f", str(self.conf)])
-        wait_until(self._node_idle, 60, "the slurm node to be idle", 0.2)
+        wait_for(self._node_idle, 60, "the slurm node to be idle", 0.2)
 
     def _munge(self) -> None:
         if run(["munge", "-n"], self.env, self.root, check=False).returncode == 0:
@@ -553,7 +534,7 @@ class Slurm(Peer):
         sock_dir.mkdir(exist_ok=True)
         shutil.chown(sock_dir, "munge", "munge")
         self._daemon("munged", ["munged", "-F"], user="munge")
-        wait_until(
+        wait_for(
             lambda: run(["munge", "-n"], self.env, self.root, check=False).returncode == 0,
             20,
             "munged",
@@ -561,7 +542,7 @@ class Slurm(Peer):
 
     def _ctld(self) -> None:
         self._daemon("slurmctld", ["slurmctld", "-D", "-f", str(self.conf)])
-        wait_until(
+        wait_for(
             lambda: run(["scontrol", "ping"], self.env, self.root, check=False).stdout.count("UP"),
             60,
             "slurmctld",
@@ -596,14 +577,8 @@ class Slurm(Peer):
             )
         for name in ("slurmd", "slurmctld", "munged"):
             proc = self.procs.pop(name, None)
-            if proc is None or proc.poll() is not None:
-                continue
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+            if proc is not None:
+                stop_process(proc, signal.SIGTERM, 15)
 
     def submit_argv(self, argv: list[str]) -> list[str]:
         line = " ".join(argv) if argv[0] != "sh" else argv[2]
@@ -619,7 +594,7 @@ class Slurm(Peer):
         return len(run(argv, self.env, self.root).stdout.split())
 
     def settle(self, n: int) -> None:
-        wait_until(lambda: self._count() == 0, 300, "the slurm queue to empty", 0.1)
+        wait_for(lambda: self._count() == 0, 300, "the slurm queue to empty", 0.1)
 
     def _sbatch_many(self, n: int, hold: bool) -> list[str]:
         extra = ["--hold"] if hold else []
@@ -630,7 +605,7 @@ class Slurm(Peer):
         self._sbatch_many(n, hold=True)
         t0 = time.perf_counter()
         run(["scontrol", "release", ",".join(self._ids())], self.env, self.root, timeout=120)
-        wait_until(lambda: self._count() == 0, 1800, "the slurm drain", 0.2)
+        wait_for(lambda: self._count() == 0, 1800, "the slurm drain", 0.2)
         took = time.perf_counter() - t0
         return {
             "jobs": n,
@@ -653,7 +628,7 @@ class Slurm(Peer):
         result["fill_s"] = round(fill, 1)
         result["note"] = "slurmctld, held individual jobs (one sbatch each)"
         run(["scancel", "--state", "PENDING"], self.env, self.root, timeout=120)
-        wait_until(lambda: self._count() == 0, 120, "cancel", 0.2)
+        wait_for(lambda: self._count() == 0, 120, "cancel", 0.2)
         return result
 
     def kill9(self, n: int) -> dict:
@@ -673,7 +648,7 @@ class Slurm(Peer):
             back = time.perf_counter() - t0
             after = len(ids & set(self._ids()))
             run(["scancel", *sorted(ids)], self.env, self.root, timeout=120, check=False)
-            wait_until(lambda ids=ids: not ids & set(self._ids()), 120, "cancel", 0.2)
+            wait_for(lambda ids=ids: not ids & set(self._ids()), 120, "cancel", 0.2)
             out[label] = {
                 "waiting_before": before,
                 "waiting_after": after,

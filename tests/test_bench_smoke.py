@@ -22,16 +22,21 @@ def _is_number(value: object) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-@pytest.fixture(scope="module")
-def report() -> dict:
+def _figures(script: str, *args: str, timeout: float = 120) -> dict:
+    """Run bench/SCRIPT with ARGS; the JSON document it printed (its stderr if it failed)."""
     done = subprocess.run(
-        [sys.executable, str(SUITE), "--quick"],
+        [sys.executable, str(SUITE.parent / script), *args],
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=timeout,
     )
     assert done.returncode == 0, done.stderr[-4000:]
     return json.loads(done.stdout)
+
+
+@pytest.fixture(scope="module")
+def report() -> dict:
+    return _figures("suite.py", "--quick", timeout=240)
 
 
 def test_quick_suite_reports_every_section_for_zmq(report: dict) -> None:
@@ -103,29 +108,13 @@ def test_targets_name_a_value_and_a_verdict(report: dict) -> None:
 
 
 def test_matching_benchmark_prints_its_figures() -> None:
-    bench = SUITE.parent / "matching.py"
-    done = subprocess.run(
-        [sys.executable, str(bench), "--workers", "50", "--waiting", "500", "--steps", "300"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    figures = json.loads(done.stdout)
+    figures = _figures("matching.py", "--workers", "50", "--waiting", "500", "--steps", "300")
     assert figures["dispatched"] > 0 and figures["waiting"] == 500
     assert all(_is_number(v) for v in figures["per_dispatch_us"].values())
 
 
 def test_server_cost_benchmark_drives_a_real_server_with_synthetic_workers() -> None:
-    bench = SUITE.parent / "server_cost.py"
-    done = subprocess.run(
-        [sys.executable, str(bench), "--jobs", "200", "--trials", "1", "--batch", "50"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    figures = json.loads(done.stdout)
+    figures = _figures("server_cost.py", "--jobs", "200", "--trials", "1", "--batch", "50")
     [trial] = figures["trials"]
     assert trial["jobs"] == 200 and trial["output_files"] == 200  # every job ran its lifecycle
     assert trial["results_acked"] >= 200 - figures["meta"]["workers"]  # a last ask may be held
