@@ -113,15 +113,17 @@ def thread_delta(before: dict, after: dict, jobs: int) -> dict[str, dict[str, fl
 # ------------------------------------------------------------------------------ synthetic worker
 
 
-def worker_child(ident: int) -> None:
-    """A synthetic 1-cpu worker (run as a child process, GOQ_* settings in its environment).
-    Prints "ready" once set up, starts when a line arrives on stdin, runs until SIGTERM."""
+def worker_child(ident: int, slots: int = 1) -> None:
+    """A synthetic worker of `slots` cpus (run as a child process, GOQ_* settings in its
+    environment). Prints "ready" once set up, starts when a line arrives on stdin, runs until
+    SIGTERM. The jobs of one JOB reply all end at once: their RESULT reports them together, as
+    a worker with slots reports runs that ended together (one run: as a 1-cpu worker does)."""
     from dataclasses import replace
 
     from goq_core.config import load_settings
     from goq_core.errors import GoqError
     from goq_core.keys import load_key
-    from goq_core.messages import JobState, Kind, Message
+    from goq_core.messages import Job, JobState, Kind, Message, batch_counters
     from goq_core.plugins import Plugins
     from goq_core.roles.jobrun import MAX_RSS_KIB, STIME_US, UTIME_US
     from goq_core.roles.offer import make_offer, new_token
@@ -136,7 +138,7 @@ def worker_child(ident: int) -> None:
     conn = plugins.transport(settings.transport).dial(settings.address)
     host = socket.gethostname()
     name = f"synthetic-{ident}-{os.getpid()}"
-    offer = replace(make_offer(), jobid=0)
+    offer = replace(make_offer(cpus=slots), jobid=0)
     offer.workerid = new_token()
     hold_ms = max(1, int(settings.heartbeat_sec * 1000))
     timeout = settings.sendtimeout_ms / 1000 + hold_ms / 1000
@@ -176,49 +178,68 @@ def worker_child(ident: int) -> None:
         jobs = reply.jobs
         if len(jobs) == 1 and not jobs[0].attempt:
             jobs[0].attempt = reply.attempt  # as Worker._take does
-        job = jobs[0]  # a 1-cpu worker is handed one job at a time
         now = time.time_ns()
-        outcome = replace(  # as JobRun.outcome makes it; env and args emptied as _deliver does
-            job,
-            state=JobState.FINISHED,
-            pid=100000 + done,
-            start_ns=now,
-            end_ns=now,
-            exit_status=0,
-            out_bytes=len(OUTPUT),
-        )
-        outcome.env = []
-        outcome.args = []
+        outcomes = [  # as JobRun.outcome makes them
+            Job(
+                jobid=job.jobid,
+                attempt=job.attempt,
+                state=JobState.FINISHED,
+                pid=100000 + done + i,
+                start_ns=now,
+                end_ns=now,
+                exit_status=0,
+                out_bytes=len(OUTPUT),
+            )
+            for i, job in enumerate(jobs)
+        ]
+        usage = {MAX_RSS_KIB: 1200, UTIME_US: 150, STIME_US: 300}
         result = Message(
             Kind.RESULT,
             workerid=name,
             host=host,
-            jobid=job.jobid,
-            attempt=job.attempt,
+            jobid=jobs[0].jobid,
+            attempt=jobs[0].attempt,
             offset=0,
-            data=OUTPUT,
-            jobs=[outcome],
-            wait_ms=hold_ms,  # the RESULT is the ask for the next job
+            data=OUTPUT * len(jobs),
+            jobs=outcomes,
+            wait_ms=hold_ms,  # the RESULT is the ask for the next jobs
             count=0,
-            counters={MAX_RSS_KIB: 1200, UTIME_US: 150, STIME_US: 300},
+            counters=usage if len(jobs) == 1 else batch_counters([usage] * len(jobs)),
         )
         reply = request(result)
-        done += 1
+        done += len(jobs)
 
 
 # ------------------------------------------------------------------------------ one trial
+
+
+def fs_create_cost(where: Path, files: int = 2000) -> float:
+    """CPU µs per file (user + system) that this process spends creating and writing `files`
+    new files as the server creates output files (O_CREAT | O_EXCL | O_NOFOLLOW, a few bytes,
+    close) in a fresh directory beside the trial's output: what the file system itself costs
+    per output file just then (on this VM's ext4 it moves with the files recently deleted)."""
+    where.mkdir()
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    r0 = os.times()
+    for i in range(files):
+        fd = os.open(where / f"out.{i:05d}", flags, 0o644)
+        os.write(fd, OUTPUT)
+        os.close(fd)
+    r1 = os.times()
+    return round((r1.user - r0.user + r1.system - r0.system) / files * 1e6, 1)
 
 
 def this_env() -> list[str]:
     return [f"{k}={v}" for k, v in os.environ.items()]
 
 
-def start_workers(cluster, count: int) -> list[subprocess.Popen]:
+def start_workers(cluster, count: int, slots: int = 1) -> list[subprocess.Popen]:
     procs = []
+    me = str(Path(__file__).resolve())
     for i in range(count):
         procs.append(
             subprocess.Popen(
-                [cluster.install.python, str(Path(__file__).resolve()), "--_worker", str(i)],
+                [cluster.install.python, me, "--_worker", str(i), "--slots", str(slots)],
                 env=cluster.env,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
@@ -260,6 +281,7 @@ def trial(
     tmpfs: bool,
     profile: str = "",
     sampler: Sampler | None = None,
+    slots: int = 1,
 ) -> dict:
     """One fresh server, N jobs submitted in batches, drained by synthetic workers."""
     from _cluster import BenchCluster, wait_for
@@ -289,7 +311,7 @@ def trial(
             c0, t0 = proc_cpu(pid), time.perf_counter()
             client.submit_many(todo, chunk=batch)
             c1, t1 = proc_cpu(pid), time.perf_counter()
-            procs = start_workers(cluster, workers)
+            procs = start_workers(cluster, workers, slots)
             polls = 0
             th0, c2, t2 = thread_cpu(pid), proc_cpu(pid), time.perf_counter()
             for p in procs:
@@ -309,6 +331,7 @@ def trial(
             procs = []
             out_dir = cluster.workdir / "o"
             files = len(os.listdir(out_dir)) if out_dir.is_dir() else 0
+            fs_us = fs_create_cost(Path(tmp) / "fs-calibration")
             submit_cpu = sum(c1) - sum(c0)
             drain_cpu = sum(c3) - sum(c2)
             result = {
@@ -326,6 +349,7 @@ def trial(
                 "drain_sys_us_per_job": round((c3[1] - c2[1]) / jobs * 1e6, 1),
                 "total_cpu_us_per_job": round((submit_cpu + drain_cpu) / jobs * 1e6, 1),
                 "drain_threads": thread_delta(th0, th1, jobs),
+                "fs_create_cpu_us_per_file": fs_us,
             }
             if files != jobs:
                 raise RuntimeError(f"{files} output files for {jobs} jobs")
@@ -620,6 +644,7 @@ def _summary(runs: list[dict]) -> dict:
             "drain_sys_us_per_job",
             "drain_jobs_per_s",
             "submit_jobs_per_s",
+            "fs_create_cpu_us_per_file",
         )
     }
     threads: dict[str, dict[str, float]] = {}
@@ -635,6 +660,12 @@ def _summary(runs: list[dict]) -> dict:
     summary["target_us_per_job"] = TARGET_US_PER_JOB
     summary["met"] = total <= TARGET_US_PER_JOB
     summary["ratio_to_target"] = round(total / TARGET_US_PER_JOB, 2)
+    # what is left once the file system's own cost of creating the output file (measured in
+    # the same trials, just after each drain) is taken out: goq's part of the cost
+    summary["total_less_fs_create_us_per_job"] = round(
+        statistics.median(r["total_cpu_us_per_job"] - r["fs_create_cpu_us_per_file"] for r in runs),
+        1,
+    )
     return summary
 
 
@@ -642,7 +673,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--jobs", type=int, default=10_000)
     ap.add_argument("--trials", type=int, default=3)
-    ap.add_argument("--workers", type=int, default=2, help="synthetic 1-cpu workers")
+    ap.add_argument("--workers", type=int, default=2, help="synthetic workers")
+    ap.add_argument(
+        "--slots",
+        type=int,
+        default=1,
+        help="cpus of each synthetic worker: the jobs of a JOB reply end together and one "
+        "RESULT reports them all (default 1: a worker of one cpu, one job per RESULT)",
+    )
     ap.add_argument("--batch", type=int, default=5000, help="jobs per SUBMIT (goq sub --file's)")
     ap.add_argument("--transport", default="zmq")
     ap.add_argument("--tmpfs", action="store_true", help="submit directory on /dev/shm")
@@ -669,7 +707,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--_worker", type=int, default=-1, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args._worker >= 0:
-        worker_child(args._worker)
+        worker_child(args._worker, args.slots)
         return 0
     from _cluster import GoqInstall, machine
 
@@ -682,6 +720,7 @@ def main(argv: list[str] | None = None) -> int:
         "transport": args.transport,
         "jobs": args.jobs,
         "workers": args.workers,
+        "slots_per_worker": args.slots,
         "submit_batch": args.batch,
         "trials": args.trials,
         "output_dir_fs": "tmpfs" if args.tmpfs else "same as /tmp",
@@ -700,12 +739,21 @@ def main(argv: list[str] | None = None) -> int:
             if i % 2 == 0:
                 order.reverse()
         for inst, into, what in order:
-            r = trial(inst, args.jobs, args.workers, args.batch, args.transport, args.tmpfs)
+            r = trial(
+                inst,
+                args.jobs,
+                args.workers,
+                args.batch,
+                args.transport,
+                args.tmpfs,
+                slots=args.slots,
+            )
             into.append(r)
             log(
                 f"{what}trial {i + 1}: total {r['total_cpu_us_per_job']} µs/job (submit "
                 f"{r['submit_cpu_us_per_job']}, drain {r['drain_cpu_us_per_job']}), "
-                f"drain {r['drain_jobs_per_s']} jobs/s"
+                f"drain {r['drain_jobs_per_s']} jobs/s; the file system alone "
+                f"{r['fs_create_cpu_us_per_file']} µs per file created"
             )
     summary = _summary(runs)
     doc: dict = {"meta": meta, "summary": summary, "trials": runs}
@@ -744,7 +792,7 @@ def profile_run(install, args: argparse.Namespace, runs: list[dict]) -> dict:
         if py_spy:
             raw = os.path.join(pdir, "server.raw")
             log(f"sampled trial (py-spy {py_spy}, unprofiled server)")
-            r = trial(*sizes, sampler=Sampler(py_spy, raw))
+            r = trial(*sizes, sampler=Sampler(py_spy, raw), slots=args.slots)
             if os.path.exists(raw):
                 out["sampled"] = analyse_samples(raw, args.jobs, python_us)
                 out["sampled"]["trial"] = r
@@ -752,7 +800,7 @@ def profile_run(install, args: argparse.Namespace, runs: list[dict]) -> dict:
             out["sampled"] = "skipped: no py-spy (pip install py-spy, or --py-spy PATH)"
         prof = os.path.join(pdir, "server.prof")
         log("profiled trial (cProfile with each thread's CPU clock, every server thread)")
-        r = trial(*sizes, profile=prof)
+        r = trial(*sizes, profile=prof, slots=args.slots)
         wait_for_file(prof)
         out["cprofile"] = analyse_profile(prof, args.jobs)
         out["cprofile"]["trial"] = r

@@ -21,4 +21,5 @@ MAX_INT = (1 << 63) - 1  # the largest job id, count or offset a request may car
 MAX_AMOUNT = (
     1 << 31
 ) - 1  # the most cpus, GPUs or of a named counter a job asks or a worker offers
+MAX_RUNS_PER_RESULT = 256  # runs one RESULT reports at most (a worker with slots batches them)
 MAX_HOLD_MS = 3_600_000  # the longest hold a request may ask for (it is capped lower anyway)

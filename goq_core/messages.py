@@ -11,6 +11,12 @@ so the server can tell a dispatch that was lost from one that is under way. A JO
 several jobs at once (each with its own attempt and gpu_ids); HEARTBEAT lists every run the worker
 holds in `jobs`, and KILL names in `jobs` the runs to kill. A REQUEST_WORK without an offer is a
 worker of one cpu, nothing else.
+
+Several runs in one RESULT: a worker with slots reports the runs that ended while it was busy
+sending in one message (at most goq_core.limits.MAX_RUNS_PER_RESULT). Each run's whole output is then in `data`
+(offset 0), the runs' outputs one after the other in the order of `jobs`, run I's
+`jobs[I].out_bytes` long; `counters` holds run I's rusage as "I/NAME" (`run_counters`). A run
+whose output took OUTPUT chunks is reported alone.
 """
 
 from __future__ import annotations
@@ -30,9 +36,10 @@ class Kind(IntEnum):
     HEARTBEAT = 3  # workerid, jobs=[runs held] (jobid, attempt: the first), wait_ms; reply ALIVE,
     # KILL (jobs: the runs to kill) or EXIT (held until then)
     OUTPUT = 4  # workerid, jobid, attempt, offset, data: a chunk of a job's output; reply ACK
-    RESULT = 5  # workerid, jobs=[job with its outcome: state TIMEOUT if the worker killed it at
-    # its time limit], data: last output chunk, counters: the job's rusage (maxRssKib, utimeUs,
-    # stimeUs; absent when it did not start); reply ACK/JOB...
+    RESULT = 5  # workerid, jobs=[the outcome of each run it reports: state TIMEOUT if the worker
+    # killed it at its time limit], jobid and attempt: the first's. One run: data is its last
+    # output chunk (at offset), counters its rusage (maxRssKib, utimeUs, stimeUs; absent when it
+    # did not start). Several runs (see "Several runs in one RESULT" above); reply ACK/JOB...
     CANCEL = 6  # jobid; reply ACK (count: 1 if cancelled, 0 if it had ended; text says what
     # happened) or NOT_KNOWN. With jobid 0, text:
     # job ids (idranges): cancels those not ended; reply ACK (count: how many cancelled)
@@ -156,3 +163,17 @@ class Message:
     text: str = ""
     jobs: list[Job] = field(default_factory=list)
     counters: dict[str, int] = field(default_factory=dict)
+
+
+def batch_counters(usages: list[dict[str, int]]) -> dict[str, int]:
+    """The counters of a RESULT reporting several runs: run I's rusage as "I/NAME"."""
+    return {f"{i}/{name}": value for i, usage in enumerate(usages) for name, value in usage.items()}
+
+
+def run_counters(msg: Message, index: int) -> dict[str, int]:
+    """The rusage of run `index` of a RESULT (see batch_counters; one run: all its counters)."""
+    if len(msg.jobs) <= 1:
+        return msg.counters
+    prefix = f"{index}/"
+    cut = len(prefix)
+    return {k[cut:]: v for k, v in msg.counters.items() if k.startswith(prefix)}

@@ -229,8 +229,10 @@ def test_outcome_records_pid_times_status_and_output_size(run_job):
     finished(r)
     job = r.outcome()
     assert (job.pid, job.exit_status, job.out_bytes) == (r.pid, 0, 5)
+    assert (job.jobid, job.attempt) == (r.job.jobid, r.job.attempt)
     assert 0 < job.start_ns <= job.end_ns
     assert r.job.pid == 0  # the job given to start() is left alone
+    assert job.cmd == "" and job.args == [] and job.env == []  # the server has what it ran
 
 
 # --- output ----------------------------------------------------------------------------------

@@ -8,8 +8,9 @@ import json
 
 import pytest
 
-from goq_core.kernel import Kernel, KernelConfig, Reply, Save
-from goq_core.messages import Job, JobState, Kind, Message
+from goq_core.kernel import Kernel, KernelConfig, Reply, Save, SaveAttempt, WriteOutput
+from goq_core.limits import MAX_RUNS_PER_RESULT
+from goq_core.messages import Job, JobState, Kind, Message, batch_counters
 from tests.test_kernel import HB, T0, Driver, one_reply, replies_to
 
 
@@ -310,3 +311,94 @@ def test_a_result_that_asks_for_more_is_the_workers_ask_and_leaves_other_runs_al
     reply = one_reply(out, "res")
     assert reply.kind == Kind.JOB and [j.jobid for j in reply.jobs] == [c]  # not b again
     assert d.kernel.running[b].attempt == 1 and d.kernel.running[c].workerid == "w"
+
+
+# --- several runs in one RESULT (a worker with slots reports the runs that ended together) ------
+
+
+def report(
+    d: Driver, name: str, runs: list[tuple[int, int, bytes, int]], wait_ms: int = 0, **fields
+) -> list:
+    """One RESULT of several runs: (jobid, attempt, output, exit status) each, their outputs
+    one after the other in `data` and each run's rusage as "I/NAME" (goq_core.messages)."""
+    outcomes = [
+        Job(jobid=j, attempt=a, exit_status=s, pid=100 + j, start_ns=1, end_ns=2, out_bytes=len(o))
+        for j, a, o, s in runs
+    ]
+    usage = [{"maxRssKib": 1000 + j, "utimeUs": 10 * j, "stimeUs": j} for j, *_ in runs]
+    msg = Message(
+        Kind.RESULT,
+        workerid=name,
+        jobid=runs[0][0],
+        attempt=runs[0][1],
+        jobs=outcomes,
+        data=b"".join(o for _, _, o, _ in runs),
+        counters=batch_counters(usage),
+        wait_ms=wait_ms,
+    )
+    for key, value in fields.items():
+        setattr(msg, key, value)
+    return d.send(msg, f"rep-{name}")
+
+
+def test_one_result_ends_each_run_it_reports_with_its_own_output_and_rusage(d: Driver) -> None:
+    ids = submit(d, 5)
+    assert [j.jobid for j in handed(ask(d, "w", offer(cpus=4)), "w")] == ids[:4]
+    runs = [(1, 1, b"one\n", 0), (2, 1, b"", 3), (3, 1, b"three\n", 0)]
+    out = report(d, "w", runs, wait_ms=1000)
+
+    ended = {j.jobid: j for j in d.kernel.ended.values()}
+    assert sorted(ended) == [1, 2, 3] and d.kernel.running.keys() == {4, 5}
+    assert [ended[j].exit_status for j in (1, 2, 3)] == [0, 3, 0]
+    assert [ended[j].pid for j in (1, 2, 3)] == [101, 102, 103]
+    writes = {a.job.jobid: (a.offset, a.data, a.start) for a in out if isinstance(a, WriteOutput)}
+    assert writes == {1: (0, b"one\n", True), 2: (0, b"", True), 3: (0, b"three\n", True)}
+    usage = {
+        a.attempt.jobid: (a.attempt.max_rss_kib, a.attempt.utime_us, a.attempt.stime_us)
+        for a in out
+        if isinstance(a, SaveAttempt)
+    }
+    assert usage == {1: (1001, 10, 1), 2: (1002, 20, 2), 3: (1003, 30, 3)}
+    assert d.kernel.stat_counters()["batchedResultRunCount"] == 3
+    # the batch was the ask: 3 cpus freed, and the one job left is handed in its reply
+    assert [j.jobid for j in handed(out, "rep-w")] == [5]
+
+
+def test_a_stale_run_in_a_batch_is_counted_and_the_others_end(d: Driver) -> None:
+    submit(d, 2)
+    handed(ask(d, "w", offer(cpus=2)), "w")
+    out = report(d, "w", [(1, 7, b"old", 0), (2, 1, b"new", 0)])
+    assert one_reply(out, "rep-w").kind == Kind.ACK
+    assert d.kernel.running.keys() == {1} and d.kernel.ended.keys() == {2}
+    assert d.kernel.counters.stale_results == 1
+    assert [a.job.jobid for a in out if isinstance(a, WriteOutput)] == [2]
+    again = report(d, "w", [(2, 1, b"new", 0), (1, 1, b"x", 0)])  # job 2's batch sent again
+    assert one_reply(again, "rep-w").kind == Kind.ACK
+    assert d.kernel.counters.duplicate_results == 1 and d.kernel.ended.keys() == {1, 2}
+
+
+@pytest.mark.parametrize(
+    "fields, why",
+    [
+        ({"offset": 5}, "offset 0"),
+        ({"data": b"onetwo!"}, "bytes of output"),
+        ({"data": b"one"}, "bytes of output"),
+    ],
+)
+def test_a_malformed_batch_is_refused_and_changes_nothing(d: Driver, fields, why) -> None:
+    submit(d, 2)
+    handed(ask(d, "w", offer(cpus=2)), "w")
+    out = report(d, "w", [(1, 1, b"one", 0), (2, 1, b"two", 0)], **fields)
+    reply = one_reply(out, "rep-w")
+    assert reply.kind == Kind.ERROR and why in reply.text
+    assert d.kernel.running.keys() == {1, 2} and not d.kernel.ended
+
+
+def test_a_batch_over_the_limit_or_naming_no_run_is_refused(d: Driver) -> None:
+    submit(d, 2)
+    handed(ask(d, "w", offer(cpus=2)), "w")
+    many = [(1, 1, b"", 0)] * (MAX_RUNS_PER_RESULT + 1)
+    assert "at most" in one_reply(report(d, "w", many), "rep-w").text
+    nameless = [(1, 1, b"", 0), (0, 1, b"", 0)]
+    assert one_reply(report(d, "w", nameless), "rep-w").kind == Kind.ERROR
+    assert d.kernel.running.keys() == {1, 2}

@@ -135,3 +135,35 @@ def test_requests_priorities_and_assignments_survive_kill_9_of_the_server(
     c.ok("wait", str(run), timeout=30)
     counters = c.stat()
     assert counters["requeuedJobsCount"] == 0 and counters["waitingJobs"] == 1
+
+
+def test_a_busy_many_slot_worker_reports_runs_together_and_each_ends_once(
+    cluster: Cluster,
+) -> None:
+    """Short jobs on a 4-cpu worker: the runs that end while a RESULT is on its way go out
+    together (goq_core.messages); each job still ends once, with its own output and rusage."""
+    c = cluster
+    n = 400
+    (c.root / "jobs.txt").write_text("".join(f"echo line{i}\n" for i in range(n)))
+    c.spawn("work", "--cpus", "4", "--name", "quad", log="worker.log")
+    wait_for(lambda: len(_workers(c)) == 1, 20, "the worker to ask")
+    out = c.ok("sub", "--shell", "--file", str(c.root / "jobs.txt"), cwd=c.root)
+    first = int(out.split()[2].split("..")[0])  # "submitted jobs 1..400"
+    c.ok("wait", str(first + n - 1), timeout=120)
+    wait_for(lambda: c.stat()["finishedJobsCount"] == n, 60, "every job to finish")
+    for i in range(n):
+        assert c.output(first + i, cwd=c.root) == f"line{i}\n"
+    counters = c.stat()
+    batched = counters["batchedResultRunCount"]
+    print(f"{batched} of {n} runs reported in a RESULT with others")
+    assert batched > 0  # 80 to 150 of the 400 in a quiet run on 2 cores
+    assert counters["staleResultCount"] == 0 and counters["duplicateResultCount"] == 0
+    assert counters["finishedJobsCount"] == n
+    with sqlite3.connect(c.home / ".goq" / FILENAME) as db:
+        rows = db.execute(
+            "SELECT jobid, count(*), min(max_rss_kib), min(exit_status), max(exit_status) "
+            "FROM attempts GROUP BY jobid"
+        ).fetchall()
+    db.close()
+    assert len(rows) == n
+    assert all(count == 1 and rss > 0 and lo == hi == 0 for _, count, rss, lo, hi in rows)

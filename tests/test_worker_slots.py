@@ -222,6 +222,19 @@ def runs(msg: Message) -> list[tuple[int, int]]:
 WAIT_RELEASE = "while [ ! -e release ]; do sleep 0.01; done; echo done $GOQ_CPUS"
 
 
+def reported(srv: FakeServer) -> dict[int, tuple[Message, Job, bytes]]:
+    """Each run the RESULTs sent so far report: its RESULT, its outcome and its output in it
+    (one run: `data` from `offset`; several: each run's whole output, one after the other)."""
+    found: dict[int, tuple[Message, Job, bytes]] = {}
+    for msg in srv.sent(Kind.RESULT):
+        at = 0
+        for outcome in msg.jobs:
+            size = len(msg.data) if len(msg.jobs) == 1 else outcome.out_bytes
+            found[outcome.jobid] = (msg, outcome, msg.data[at : at + size])
+            at += size
+    return found
+
+
 # --- the offer and the runs list ------------------------------------------------------------------
 
 
@@ -260,15 +273,15 @@ def test_two_jobs_on_a_2_cpu_worker_run_at_once_and_one_heartbeat_lists_both(rig
 
     (tmp / "release").touch()
     srv.rules[Kind.RESULT] = ack
-    wait_for(lambda: len(srv.sent(Kind.RESULT)) == 2, LONG, "both results")
+    wait_for(lambda: len(reported(srv)) == 2, LONG, "both results")
     first = srv.sent(Kind.RESULT)[0]
     assert first.wait_ms == 500 and first.count == 0  # no ask was out: the first result asks
-    results = {m.jobid: m for m in srv.sent(Kind.RESULT)}
+    results = reported(srv)  # in one RESULT or two, as the runs ended
     for jobid in (1, 2):
-        result = results[jobid]
-        assert result.wait_ms in (0, 500) and result.workerid == "node7" and result.attempt == 1
-        assert result.jobs[0].exit_status == 0 and result.data == b"done 1\n"
-        assert result.jobs[0].env == [] and result.jobs[0].out_bytes == len(b"done 1\n")
+        result, outcome, data = results[jobid]
+        assert result.wait_ms in (0, 500) and result.workerid == "node7"
+        assert (outcome.attempt, outcome.exit_status) == (1, 0) and data == b"done 1\n"
+        assert outcome.env == [] and outcome.out_bytes == len(b"done 1\n")
     wait_for(lambda: w.held() == [], LONG, "the runs to be let go once acknowledged")
     assert w.jobs_done == 2
 
@@ -532,6 +545,60 @@ def test_one_ask_at_a_time_and_none_while_full(rig):
     _, ask2 = srv.expect(Kind.REQUEST_WORK, within=1.0)
     assert runs(ask2) == [(3, 1)]
     assert w.held() == [(3, 1)] and w.jobs_done == 2
+
+
+def test_runs_that_end_while_a_result_is_on_its_way_go_out_together(rig, monkeypatch):
+    """The reports of runs that ended while another RESULT waited for its answer go in one
+    RESULT (goq_core.messages, "Several runs in one RESULT"); a run whose output took OUTPUT
+    chunks goes alone."""
+    monkeypatch.setattr(worker_module, "CHUNK", 8)  # bytes: "0123456789abc" takes a chunk
+    tmp = rig.tmp
+    w = rig.worker(offer=make_offer(cpus=5))
+    srv = rig.server
+    peer, ask = srv.expect(Kind.REQUEST_WORK)
+    wait = "while [ ! -e go{n} ]; do sleep 0.01; done; "
+    jobs = [
+        job(1, wait.format(n=1) + "echo one", tmp),
+        job(2, wait.format(n=2) + "echo two", tmp),
+        job(3, wait.format(n=3) + "printf 0123456789abc", tmp),
+        job(4, wait.format(n=3) + "echo a", tmp),
+        job(5, wait.format(n=3) + "echo b", tmp),
+    ]
+    srv.answer(peer, ask, Message(Kind.JOB, jobs=jobs))
+    pids = [pid_of(tmp, i) for i in range(1, 6)]
+
+    (tmp / "go1").touch()
+    p1, r1 = srv.expect(Kind.RESULT, lambda m: m.jobid == 1)
+    assert r1.wait_ms == 500 and len(r1.jobs) == 1  # it asks: held here, unanswered
+    (tmp / "go2").touch()
+    p2, r2 = srv.expect(Kind.RESULT, lambda m: m.jobid == 2)
+    assert r2.wait_ms == 0 and len(r2.jobs) == 1  # alone: nothing else had ended
+    # while job 2's RESULT waits for its answer, jobs 3, 4 and 5 end
+    (tmp / "go3").touch()
+    wait_for(lambda: not any(group_alive(p) for p in pids[2:]), LONG, "jobs 3-5 to end")
+    time.sleep(0.2)  # their runners have put their reports in the outbox
+    srv.rules[Kind.RESULT] = ack
+    srv.answer_newest(p2, r2, Message(Kind.ACK))
+    wait_for(lambda: w.held() == [(1, 1)], LONG, "jobs 2-5 to be let go")
+
+    later = [m for m in srv.sent(Kind.RESULT) if m.jobid not in (1, 2)]
+    assert len(later) == 2, [[j.jobid for j in m.jobs] for m in later]
+    (big,) = [m for m in later if m.jobid == 3]
+    (pair,) = [m for m in later if m.jobid != 3]
+    assert (len(big.jobs), big.offset, big.data) == (1, 8, b"89abc")
+    assert [o.data for o in srv.sent(Kind.OUTPUT)] == [b"01234567"]
+    assert sorted(j.jobid for j in pair.jobs) == [4, 5] and pair.wait_ms == 0
+    assert pair.offset == 0 and [j.out_bytes for j in pair.jobs] == [2, 2]
+    by_job = {jobid: data for jobid, (_, _, data) in reported(srv).items()}
+    assert (by_job[4], by_job[5]) == (b"a\n", b"b\n")
+    keys = sorted(k.split("/")[1] for k in pair.counters)
+    assert keys == sorted(["maxRssKib", "utimeUs", "stimeUs"] * 2)
+    assert {k.split("/")[0] for k in pair.counters} == {"0", "1"}
+    assert w.jobs_done == 4
+
+    srv.answer_newest(p1, r1, Message(Kind.NOTHING_YET))
+    wait_for(lambda: w.held() == [], LONG, "job 1 to be let go")
+    assert w.jobs_done == 5
 
 
 def test_a_result_sent_while_the_dispatcher_asks_does_not_ask(rig):

@@ -20,7 +20,8 @@ Theory of operation (design.md §3, §7):
   KILL (cancel) or EXIT (immolate) is delivered at once. A worker not heard from for
   2 heartbeats is dead: all its runs go back to the head of their priority, as new attempts.
 - RESULT ends the job if it is for the job's current attempt, else it is counted stale and
-  changes nothing. So every job ends exactly once in the record.
+  changes nothing (each run of a RESULT that reports several alike). So every job ends exactly
+  once in the record.
 - WAIT is held until the job ends. STAT answers at once. SHUTDOWN answers every hold GOING_AWAY.
 - Every request passes the front door first (validation.py): a malformed one is refused with
   one line and changes nothing. While the runtime cannot commit to its store, SUBMIT is refused.
@@ -107,7 +108,7 @@ from goq_core.kernel.retries import attempt_bytes, place, retries_left
 from goq_core.kernel.validation import request_problem
 from goq_core.kernel.waitq import WaitQueue
 from goq_core.limits import MAX_STAT_LIST
-from goq_core.messages import Job, JobState, Kind, Message
+from goq_core.messages import Job, JobState, Kind, Message, run_counters
 from goq_core.principals import ADMIN, ROOT, Principal
 
 _NS = 1_000_000_000
@@ -209,6 +210,7 @@ class Counters:
     denied: int = 0  # requests refused because the credential's role may not make them
     timed_out: int = 0  # jobs killed at their time limit
     retried: int = 0  # failed runs run again
+    batched_runs: int = 0  # runs reported in a RESULT with others (workers with slots)
     drops: dict[str, int] = field(default_factory=dict)
 
 
@@ -690,35 +692,31 @@ class Kernel:
 
     def _on_result(self, msg: Message, peer: Hashable, now: float, out: list[Action]) -> None:
         worker = self._worker(msg.workerid, msg.host, now)
-        job = self._current_run(msg, worker)
-        if job is None or not msg.jobs:
-            ended = self.ended.get(msg.jobid)
-            if ended is not None and (ended.attempt, ended.workerid) == (
-                msg.attempt,
-                worker.workerid,
-            ):
-                self.counters.duplicate_results += 1  # a re-sent copy of a result we have
-            else:
-                self.counters.stale_results += 1
+        runs = msg.jobs
+        if len(runs) > 1:  # a worker's batch: each run's whole output, one after the other
+            self.counters.batched_runs += len(runs)
+            data, at = msg.data, 0
+            for i, outcome in enumerate(runs):
+                end = at + outcome.out_bytes
+                part = data[at:end]
+                usage = run_counters(msg, i)
+                self._run_over(
+                    worker, outcome.jobid, outcome.attempt, outcome, 0, part, usage, now, out
+                )
+                at = end
         else:
-            outcome = msg.jobs[0]
-            if msg.data or msg.offset == 0:
-                at, data = place(job, msg.offset, msg.data)
-                out.append(WriteOutput(job, at, data, msg.offset == 0))
-            job.pid = outcome.pid
-            job.exit_status = outcome.exit_status
-            job.start_ns = outcome.start_ns
-            job.end_ns = outcome.end_ns
-            job.out_bytes = attempt_bytes(job, outcome)
-            job.workerhost = worker.host
-            how = ATTEMPT_TIMEOUT if outcome.state == TIMEOUT else ATTEMPT_FINISHED
-            self._attempt_over(job, how, outcome.end_ns, out, msg.counters)
-            self._unrun(job)
-            self._release_run(worker, job)
-            if retries_left(job, outcome):
-                self._retry(job, now, out)
-            else:
-                self._end(job, "timeout" if outcome.state == TIMEOUT else "finish", now, out)
+            outcome = runs[0] if runs else None
+            self._run_over(
+                worker,
+                msg.jobid,
+                msg.attempt,
+                outcome,
+                msg.offset,
+                msg.data,
+                msg.counters,
+                now,
+                out,
+            )
         if not worker.runs:
             self._release(worker, "beat", out, Kind.ACK)  # nothing left to beat for
         if msg.wait_ms > 0:  # and it wants more work: this is its ask now (a RESULT lists no
@@ -732,6 +730,51 @@ class Kernel:
         else:
             out.append(Reply(peer, Message(Kind.ACK, reply_to=msg.nonce)))
             self._fill(worker, now, out)
+
+    def _run_over(
+        self,
+        worker: Worker,
+        jobid: int,
+        attempt: int,
+        outcome: Job | None,
+        offset: int,
+        data: bytes,
+        usage: dict[str, int],
+        now: float,
+        out: list[Action],
+    ) -> None:
+        """One run a RESULT reports: it ends the job's current attempt (`data`, its last output
+        at `offset`), or it is counted a duplicate (a re-sent copy of one already in) or stale."""
+        job = self.running.get(jobid)
+        if (
+            outcome is None
+            or job is None
+            or job.attempt != attempt
+            or job.workerid != worker.workerid
+        ):
+            ended = self.ended.get(jobid)
+            if ended is not None and (ended.attempt, ended.workerid) == (attempt, worker.workerid):
+                self.counters.duplicate_results += 1
+            else:
+                self.counters.stale_results += 1
+            return
+        if data or offset == 0:
+            at, chunk = place(job, offset, data)
+            out.append(WriteOutput(job, at, chunk, offset == 0))
+        job.pid = outcome.pid
+        job.exit_status = outcome.exit_status
+        job.start_ns = outcome.start_ns
+        job.end_ns = outcome.end_ns
+        job.out_bytes = attempt_bytes(job, outcome)
+        job.workerhost = worker.host
+        how = ATTEMPT_TIMEOUT if outcome.state == TIMEOUT else ATTEMPT_FINISHED
+        self._attempt_over(job, how, outcome.end_ns, out, usage)
+        self._unrun(job)
+        self._release_run(worker, job)
+        if retries_left(job, outcome):
+            self._retry(job, now, out)
+        else:
+            self._end(job, "timeout" if outcome.state == TIMEOUT else "finish", now, out)
 
     def _on_cancel(self, msg: Message, peer: Hashable, now: float, out: list[Action]) -> None:
         if msg.jobid == 0:
@@ -1675,6 +1718,7 @@ class Kernel:
             "retriedCount": c.retried,
             "staleResultCount": c.stale_results,
             "duplicateResultCount": c.duplicate_results,
+            "batchedResultRunCount": c.batched_runs,
             "staleOutputCount": c.stale_output,
             "refusedCount": c.refused,
             "deniedCount": c.denied,

@@ -4,7 +4,9 @@ on it, and what a stored job must look like before the kernel schedules it again
 Rules (each refusal is one line of text; None means the input may pass):
 - Numbers: job ids, attempts, counts and offsets are never negative; a hold asks for at most
   MAX_HOLD_MS. Larger numbers than int64 cannot arrive (the codecs refuse them).
-- Requests from workers name themselves (workerid not empty, no NUL).
+- Requests from workers name themselves (workerid not empty, no NUL). A RESULT reporting several
+  runs names each (job id, attempt), at most MAX_RUNS_PER_RESULT, at offset 0, and their output
+  sizes add up to its data.
 - SUBMIT carries 1 to MAX_JOBS_PER_SUBMIT jobs, each with a command, an absolute directory,
   and text a process can be given: no NUL byte, no string longer than MAX_TEXT, and nothing
   that is not bytes in the operating system's encoding (lone surrogates outside the
@@ -36,6 +38,7 @@ from goq_core.limits import (
     MAX_JOBS_PER_SUBMIT,
     MAX_NAME,
     MAX_RETRIES,
+    MAX_RUNS_PER_RESULT,
     MAX_TEXT,
 )
 from goq_core.messages import Job, Kind, Message
@@ -175,6 +178,24 @@ def env_problem(env: list[str]) -> str | None:
     return None
 
 
+def results_problem(msg: Message) -> str | None:
+    """Why a RESULT reporting several runs cannot be read, or None (goq_core.messages: each
+    run's whole output in `data`, one after the other, each its outcome's out_bytes long)."""
+    runs = msg.jobs
+    if len(runs) > MAX_RUNS_PER_RESULT:
+        return f"a RESULT of {len(runs)} runs (at most {MAX_RUNS_PER_RESULT})"
+    if msg.offset != 0:
+        return "a RESULT of several runs carries their whole outputs (offset 0)"
+    total = 0
+    for run in runs:
+        if run.jobid <= 0 or run.attempt <= 0 or run.out_bytes < 0:
+            return "a RESULT's run without a job id and attempt, or of negative output size"
+        total += run.out_bytes
+    if total != len(msg.data):
+        return f"a RESULT's runs have {total} bytes of output, its data {len(msg.data)}"
+    return None
+
+
 def request_problem(msg: Message) -> str | None:
     """Why an authenticated request must be refused before it changes anything, or None."""
     if msg.jobid < 0 or msg.attempt < 0 or msg.count < 0 or msg.offset < 0:
@@ -187,6 +208,8 @@ def request_problem(msg: Message) -> str | None:
             return "a worker request without a usable worker id"
         if kind == Kind.REQUEST_WORK and msg.jobs and msg.jobs[0].jobid == 0:
             return offer_problem(msg.jobs[0])
+        if kind == Kind.RESULT and len(msg.jobs) > 1:
+            return results_problem(msg)
     elif kind == Kind.SUBMIT:
         n = len(msg.jobs)
         if n == 0:

@@ -46,13 +46,15 @@ import socket
 import tempfile
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
 
 from goq_core.config import Settings
 from goq_core.errors import BadFrame, GoqError, TransportError
 from goq_core.interfaces import ClientEnd, Transport
-from goq_core.messages import Job, Kind, Message
+from goq_core.limits import MAX_RUNS_PER_RESULT
+from goq_core.messages import Job, Kind, Message, batch_counters
 from goq_core.plugins import Plugins
 from goq_core.principals import WORK, Secret
 from goq_core.roles.guardian import Guardian
@@ -147,6 +149,22 @@ class _Run:
                 waker.set()  # asked before the runner took it
 
 
+class _Report:
+    """A run that ended, as its RESULT will report it: the outcome, its output from `offset`
+    on (`data`: all of it unless it took OUTPUT chunks) and its rusage counters."""
+
+    __slots__ = ("held", "outcome", "offset", "data", "usage")
+
+    def __init__(
+        self, held: _Run, outcome: Job, offset: int, data: bytes, usage: dict[str, int]
+    ) -> None:
+        self.held = held
+        self.outcome = outcome
+        self.offset = offset
+        self.data = data
+        self.usage = usage
+
+
 class Worker:
     """A goq worker. `offer` is what it has (None: 1 cpu, nothing else; see
     goq_core.roles.offer.make_offer); `name` is what the server and `goq workers` know it by
@@ -201,6 +219,8 @@ class Worker:
         self._woken = threading.Condition(self._lock)  # the dispatcher waits here while it
         # may not ask (full, or an ask outstanding)
         self._asking = False  # an ask for work is outstanding (REQUEST_WORK or a RESULT)
+        self._outbox: deque[_Report] = deque()  # runs ended, their RESULT not yet sent
+        self._reporting = False  # a runner is sending the outbox (_report)
         self._cpus_held = 0  # cpus of the runs held
         self._busy = threading.Event()  # set when a run is added; the heartbeat clears it
         self._queue: queue.SimpleQueue[_Run | None] = queue.SimpleQueue()  # runs to start
@@ -356,13 +376,12 @@ class Worker:
                 self._pause(PAUSE)
             # else NOTHING_YET: ask again
 
-    def _room(self, leaving: _Run | None = None) -> bool:
+    def _room(self, leaving: int = 0) -> bool:
         """Whether this worker has free capacity by its own count (caller holds the lock): its
-        offer less the runs it holds, less `leaving` (a run whose RESULT is going out). Every job
-        needs at least one cpu while it may need no memory, GPU or named counter, so some job
-        can fit exactly when a cpu is free."""
-        used = self._cpus_held - (leaving.job.cpus if leaving is not None else 0)
-        return max(1, self.offer.cpus) - used >= 1
+        offer less the runs it holds, less `leaving` cpus (of runs whose RESULT is going out).
+        Every job needs at least one cpu while it may need no memory, GPU or named counter, so
+        some job can fit exactly when a cpu is free."""
+        return max(1, self.offer.cpus) - (self._cpus_held - leaving) >= 1
 
     def _asked(self) -> None:
         """The outstanding ask is over (answered, or given up): the dispatcher may ask, and is
@@ -394,7 +413,6 @@ class Worker:
             jobs[0].attempt = reply.attempt  # a server that sets only the message's attempt
         kept: _Run | None = None
         for job in jobs:
-            runner: threading.Thread | None = None
             with self._lock:
                 if self._stopping.is_set():
                     return kept  # not started: the server requeues it
@@ -409,21 +427,27 @@ class Worker:
                     kept = held
                     self._got_job = True
                     continue
-                if self._idle_runners > 0:
-                    self._idle_runners -= 1
-                else:
-                    runner = threading.Thread(
-                        target=self._runner,
-                        args=(len(self._runners),),
-                        name=f"goq-run-{len(self._runners)}",
-                        daemon=True,
-                    )
-                    self._runners.append(runner)
+                runner = self._runner_for_one()
             self._got_job = True
             self._queue.put(held)
             if runner is not None:
                 runner.start()
         return kept
+
+    def _runner_for_one(self) -> threading.Thread | None:
+        """Count a run about to be queued against the idle runners, or make a new runner
+        thread for it (returned, to be started once the run is queued); caller holds the lock."""
+        if self._idle_runners > 0:
+            self._idle_runners -= 1
+            return None
+        runner = threading.Thread(
+            target=self._runner,
+            args=(len(self._runners),),
+            name=f"goq-run-{len(self._runners)}",
+            daemon=True,
+        )
+        self._runners.append(runner)
+        return runner
 
     def _take_cores(self, count: int) -> tuple[int, ...]:
         """Cores for a run of `count` cpus (goq work --bind), from those free; caller holds
@@ -525,86 +549,153 @@ class Worker:
                 self._guardian.unwatch(run.pgid)
 
     def _deliver(self, held: _Run, run: JobRun) -> _Run | None:
-        """Send the output (all but the last chunk as OUTPUT) and the RESULT until the server
-        answers; then the run is no longer held. When no ask is outstanding and the worker is
-        left with room, the RESULT is the ask (wait_ms > 0): its JOB reply is registered and
-        the first job handed returned, for this thread to run next."""
+        """Send the output past its last chunk as OUTPUT, then put the run's report in the
+        outbox; unless another runner is reporting (it takes this one with its next batch),
+        send the reports (`_report`). Returns a run that a report's ask was handed, for this
+        thread to run next."""
         job = held.job
-        asks = False
-        reply: Message | None = None
-        conn = self._borrow()
-        try:
-            size = run.output_size()
-            offset = 0
-            while size - offset > CHUNK:
-                chunk = run.read_output(offset, CHUNK)
-                msg = self._about(job, Kind.OUTPUT, offset=offset, data=chunk)
-                reply, conn = self._send(conn, msg)
-                offset += len(chunk)
-                if reply.text == "stale":
-                    offset = size  # the server does not want this run's output
-                    break
-            last = run.read_output(offset, CHUNK) if offset < size else b""
-            outcome = run.outcome(size)
-            outcome.env = []
-            outcome.args = []
-            with self._lock:
-                asks = (
-                    not self._asking
-                    and not self.oneshot
-                    and not self._stopping.is_set()
-                    and self._room(leaving=held)
-                )
-                if asks:
-                    self._asking = True
-            result = self._about(
-                job,
-                Kind.RESULT,
-                offset=offset,
-                data=last,
-                jobs=[outcome],
-                wait_ms=self.hold_ms if asks else 0,
-                count=1 if self.oneshot else 0,
-                counters=run.usage_counters(),  # none when the command could not start
-            )
-            # an ask is held at the server up to the hold: wait that long for the answer
-            timeout = self.send_timeout + (self.hold_ms / 1000 if asks else 0.0)
-            refusals = 0
-            while True:
-                reply, conn = self._send(conn, result, timeout)
-                if reply.kind == Kind.DENIED:
-                    self._deny(reply.text)
-                if reply.kind != Kind.ERROR:
-                    break
-                refusals += 1
-                self.log(f"goq worker: server refused the result of job {job.jobid}: {reply.text}")
-                if refusals >= RESULT_REFUSALS:
-                    break  # give up on it rather than hold the run for ever
-                self._pause(PAUSE)
-        finally:
-            self._give_back(conn)
+        size = run.output_size()
+        offset = 0
+        if size > CHUNK:
+            conn = self._borrow()
+            try:
+                while size - offset > CHUNK:
+                    chunk = run.read_output(offset, CHUNK)
+                    msg = self._about(job, Kind.OUTPUT, offset=offset, data=chunk)
+                    reply, conn = self._send(conn, msg)
+                    offset += len(chunk)
+                    if reply.text == "stale":
+                        offset = size  # the server does not want this run's output
+                        break
+            finally:
+                self._give_back(conn)
+        last = run.read_output(offset, CHUNK) if offset < size else b""
         if size > CHUNK:
             run.discard_output()  # a small one is left to be truncated by the next run
+        report = _Report(held, run.outcome(size), offset, last, run.usage_counters())
         with self._lock:
-            del self._runs[held.key]
-            self._cpus_held -= job.cpus
-            if held.cores:
-                self._free_cores = sorted((*self._free_cores, *held.cores))
-            self.jobs_done += 1
-            left = len(self._runs)
-            if not asks:
-                self._woken.notify()  # room for the dispatcher to ask, unless an ask is out
-        kept: _Run | None = None
-        if asks:
-            assert reply is not None
-            if reply.kind == Kind.JOB:
-                kept = self._take(reply, keep_first=True)  # registered before the ask is over
-            elif reply.kind == Kind.EXIT:
-                self.stop("told to exit by the server (immolateworkers)")
-            self._asked()  # NOTHING_YET (or ACK, ERROR): the dispatcher asks with the runs list
-        if self.oneshot and not left:
-            self.stop("oneshot: one job done")
-        return kept
+            self._outbox.append(report)
+            if self._reporting:
+                return None  # the runner reporting now sends it with its next batch
+            self._reporting = True
+        return self._report()
+
+    def _report(self) -> _Run | None:
+        """Send the outbox's reports as RESULTs until it is empty, each batch until the server
+        answers (then its runs are no longer held). A batch is what ended while the previous
+        one was on its way: several small runs, or one whose output took OUTPUT chunks. When no
+        ask is outstanding and the worker is left with room, the batch is the ask (wait_ms > 0):
+        its JOB reply is registered and the first job handed returned, for this thread to run
+        next. A batch that asks may be held at the server, so its sender stops reporting when it
+        sends it: the reports of runs that end meanwhile are sent by their own runners."""
+        conn = self._borrow()
+        reporting = True
+        try:
+            while True:
+                with self._lock:
+                    batch = self._batch()
+                    if not batch:
+                        self._reporting = False
+                        return None
+                    leaving = sum(r.held.job.cpus for r in batch)
+                    asks = (
+                        not self._asking
+                        and not self.oneshot
+                        and not self._stopping.is_set()
+                        and self._room(leaving)
+                    )
+                    if asks:
+                        self._asking = True
+                        self._reporting = reporting = False
+                reply, conn = self._send_result(conn, batch, asks)
+                with self._lock:
+                    for r in batch:
+                        held = r.held
+                        del self._runs[held.key]
+                        self._cpus_held -= held.job.cpus
+                        if held.cores:
+                            self._free_cores = sorted((*self._free_cores, *held.cores))
+                        self.jobs_done += 1
+                    left = len(self._runs)
+                    if not asks:
+                        self._woken.notify()  # room for the dispatcher to ask, unless an ask is out
+                if self.oneshot and not left:
+                    self.stop("oneshot: one job done")
+                if asks:  # no longer the reporter: whoever ends a run next sends its report
+                    kept = None
+                    if reply.kind == Kind.JOB:
+                        kept = self._take(reply, keep_first=True)  # before the ask is over
+                    elif reply.kind == Kind.EXIT:
+                        self.stop("told to exit by the server (immolateworkers)")
+                    self._asked()  # NOTHING_YET (or ACK, ERROR): the dispatcher asks anew
+                    return kept
+        except BaseException:
+            if reporting:
+                with self._lock:
+                    self._reporting = False
+            raise
+        finally:
+            self._give_back(conn)
+
+    def _batch(self) -> list[_Report]:
+        """The next reports to send together (caller holds the lock): the oldest and, when it
+        is small (offset 0), every other small one while their outputs fit one chunk and the
+        batch MAX_RUNS_PER_RESULT; the rest stay, in order, for the next batches."""
+        box = self._outbox
+        if not box:
+            return []
+        first = box.popleft()
+        if first.offset:
+            return [first]
+        batch = [first]
+        size = len(first.data)
+        skipped: list[_Report] = []
+        while box and len(batch) < MAX_RUNS_PER_RESULT:
+            report = box.popleft()
+            if report.offset or size + len(report.data) > CHUNK:
+                skipped.append(report)
+                continue
+            size += len(report.data)
+            batch.append(report)
+        box.extendleft(reversed(skipped))
+        return batch
+
+    def _send_result(
+        self, conn: ClientEnd, batch: list[_Report], asks: bool
+    ) -> tuple[Message, ClientEnd]:
+        """Send one RESULT for `batch` until the server answers it (ERROR: a few times, then
+        it is given up rather than held for ever); the reply and the connection in use."""
+        first = batch[0]
+        if len(batch) == 1:
+            data, counters = first.data, first.usage
+        else:
+            data = b"".join(r.data for r in batch)
+            counters = batch_counters([r.usage for r in batch])
+        result = self._about(
+            first.held.job,
+            Kind.RESULT,
+            offset=first.offset,
+            data=data,
+            jobs=[r.outcome for r in batch],
+            wait_ms=self.hold_ms if asks else 0,
+            count=1 if self.oneshot else 0,
+            counters=counters,  # none when the command could not start
+        )
+        # an ask is held at the server up to the hold: wait that long for the answer
+        timeout = self.send_timeout + (self.hold_ms / 1000 if asks else 0.0)
+        refusals = 0
+        while True:
+            reply, conn = self._send(conn, result, timeout)
+            if reply.kind == Kind.DENIED:
+                self._deny(reply.text)
+            if reply.kind != Kind.ERROR:
+                return reply, conn
+            refusals += 1
+            ids = ", ".join(str(r.held.job.jobid) for r in batch[:5])
+            self.log(f"goq worker: server refused the result of job(s) {ids}: {reply.text}")
+            if refusals >= RESULT_REFUSALS:
+                return reply, conn  # give up on it rather than hold the runs for ever
+            self._pause(PAUSE)
 
     def _about(self, job: Job, kind: Kind, **fields) -> Message:
         """A message from this worker about its run of `job` (OUTPUT, RESULT)."""
