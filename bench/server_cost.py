@@ -40,6 +40,7 @@ import getpass
 import json
 import os
 import pstats
+import resource
 import select
 import shutil
 import signal
@@ -113,17 +114,18 @@ def thread_delta(before: dict, after: dict, jobs: int) -> dict[str, dict[str, fl
 # ------------------------------------------------------------------------------ synthetic worker
 
 
-def worker_child(ident: int, slots: int = 1) -> None:
+def worker_child(ident: int, slots: int = 1, batched: bool = True) -> None:
     """A synthetic worker of `slots` cpus (run as a child process, GOQ_* settings in its
     environment). Prints "ready" once set up, starts when a line arrives on stdin, runs until
-    SIGTERM. The jobs of one JOB reply all end at once: their RESULT reports them together, as
-    a worker with slots reports runs that ended together (one run: as a 1-cpu worker does)."""
+    SIGTERM. The jobs of one JOB reply all end at once: one RESULT reports them together, as a
+    worker with slots reports runs that ended together (one run: as a 1-cpu worker does); not
+    `batched`: one RESULT each, the last one asking for more (as workers did before)."""
     from dataclasses import replace
 
     from goq_core.config import load_settings
     from goq_core.errors import GoqError
     from goq_core.keys import load_key
-    from goq_core.messages import Job, JobState, Kind, Message, batch_counters
+    from goq_core.messages import Job, JobState, Kind, Message
     from goq_core.plugins import Plugins
     from goq_core.roles.jobrun import MAX_RSS_KIB, STIME_US, UTIME_US
     from goq_core.roles.offer import make_offer, new_token
@@ -193,21 +195,29 @@ def worker_child(ident: int, slots: int = 1) -> None:
             for i, job in enumerate(jobs)
         ]
         usage = {MAX_RSS_KIB: 1200, UTIME_US: 150, STIME_US: 300}
-        result = Message(
-            Kind.RESULT,
-            workerid=name,
-            host=host,
-            jobid=jobs[0].jobid,
-            attempt=jobs[0].attempt,
-            offset=0,
-            data=OUTPUT * len(jobs),
-            jobs=outcomes,
-            wait_ms=hold_ms,  # the RESULT is the ask for the next jobs
-            count=0,
-            counters=usage if len(jobs) == 1 else batch_counters([usage] * len(jobs)),
-        )
-        reply = request(result)
-        done += len(jobs)
+        groups = [outcomes] if batched else [[o] for o in outcomes]
+        for i, group in enumerate(groups):
+            last = i == len(groups) - 1
+            counters = usage
+            if len(group) > 1:
+                from goq_core.messages import batch_counters  # (absent from older installs)
+
+                counters = batch_counters([usage] * len(group))
+            result = Message(
+                Kind.RESULT,
+                workerid=name,
+                host=host,
+                jobid=group[0].jobid,
+                attempt=group[0].attempt,
+                offset=0,
+                data=OUTPUT * len(group),
+                jobs=group,
+                wait_ms=hold_ms if last else 0,  # the last RESULT is the ask for more
+                count=0,
+                counters=counters,
+            )
+            reply = request(result)
+            done += len(group)
 
 
 # ------------------------------------------------------------------------------ one trial
@@ -220,26 +230,30 @@ def fs_create_cost(where: Path, files: int = 2000) -> float:
     per output file just then (on this VM's ext4 it moves with the files recently deleted)."""
     where.mkdir()
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    r0 = os.times()
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
     for i in range(files):
         fd = os.open(where / f"out.{i:05d}", flags, 0o644)
         os.write(fd, OUTPUT)
         os.close(fd)
-    r1 = os.times()
-    return round((r1.user - r0.user + r1.system - r0.system) / files * 1e6, 1)
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime
+    return round(cpu / files * 1e6, 1)
 
 
 def this_env() -> list[str]:
     return [f"{k}={v}" for k, v in os.environ.items()]
 
 
-def start_workers(cluster, count: int, slots: int = 1) -> list[subprocess.Popen]:
+def start_workers(
+    cluster, count: int, slots: int = 1, batched: bool = True
+) -> list[subprocess.Popen]:
     procs = []
     me = str(Path(__file__).resolve())
     for i in range(count):
         procs.append(
             subprocess.Popen(
-                [cluster.install.python, me, "--_worker", str(i), "--slots", str(slots)],
+                [cluster.install.python, me, "--_worker", str(i), "--slots", str(slots)]
+                + ([] if batched else ["--unbatched"]),
                 env=cluster.env,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
@@ -282,14 +296,21 @@ def trial(
     profile: str = "",
     sampler: Sampler | None = None,
     slots: int = 1,
+    batched: bool = True,
+    keep_in: str | None = None,
 ) -> dict:
-    """One fresh server, N jobs submitted in batches, drained by synthetic workers."""
+    """One fresh server, N jobs submitted in batches, drained by synthetic workers. With
+    `keep_in` the trial's directory is made there and left for the caller to remove later."""
     from _cluster import BenchCluster, wait_for
 
     from goq_core.messages import Job
 
     base = "/dev/shm" if tmpfs else None
-    with tempfile.TemporaryDirectory(prefix="goq-server-cost-", dir=base) as tmp:
+    if keep_in is not None:
+        where = contextlib.nullcontext(tempfile.mkdtemp(prefix="trial-", dir=keep_in))
+    else:
+        where = tempfile.TemporaryDirectory(prefix="goq-server-cost-", dir=base)
+    with where as tmp:
         cluster = BenchCluster(Path(tmp), install, transport=transport)
         procs: list[subprocess.Popen] = []
         try:
@@ -311,7 +332,7 @@ def trial(
             c0, t0 = proc_cpu(pid), time.perf_counter()
             client.submit_many(todo, chunk=batch)
             c1, t1 = proc_cpu(pid), time.perf_counter()
-            procs = start_workers(cluster, workers, slots)
+            procs = start_workers(cluster, workers, slots, batched)
             polls = 0
             th0, c2, t2 = thread_cpu(pid), proc_cpu(pid), time.perf_counter()
             for p in procs:
@@ -681,6 +702,11 @@ def main(argv: list[str] | None = None) -> int:
         help="cpus of each synthetic worker: the jobs of a JOB reply end together and one "
         "RESULT reports them all (default 1: a worker of one cpu, one job per RESULT)",
     )
+    ap.add_argument(
+        "--unbatched",
+        action="store_true",
+        help="with --slots: one RESULT per run, the last asking for more (as before batching)",
+    )
     ap.add_argument("--batch", type=int, default=5000, help="jobs per SUBMIT (goq sub --file's)")
     ap.add_argument("--transport", default="zmq")
     ap.add_argument("--tmpfs", action="store_true", help="submit directory on /dev/shm")
@@ -707,7 +733,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--_worker", type=int, default=-1, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args._worker >= 0:
-        worker_child(args._worker, args.slots)
+        worker_child(args._worker, args.slots, not args.unbatched)
         return 0
     from _cluster import GoqInstall, machine
 
@@ -721,6 +747,7 @@ def main(argv: list[str] | None = None) -> int:
         "jobs": args.jobs,
         "workers": args.workers,
         "slots_per_worker": args.slots,
+        "results": "one per run" if args.unbatched else "the runs of a JOB reply in one",
         "submit_batch": args.batch,
         "trials": args.trials,
         "output_dir_fs": "tmpfs" if args.tmpfs else "same as /tmp",
@@ -730,6 +757,14 @@ def main(argv: list[str] | None = None) -> int:
         meta["baseline"] = {"python": baseline.python, "install": baseline.install}
     runs: list[dict] = []
     base_runs: list[dict] = []
+    # Every trial's files stay until the run ends: on an ext4 without a journal (this VM's),
+    # creating a file skips, one by one, the inodes deleted in the last minutes
+    # (recently_deleted in ext4's find_inode_bit), so a trial that follows the deletion of the
+    # last one's 10,000 output files pays ~50-550 µs per file instead of ~25: the benchmark
+    # would measure its own clean-up (fs_create_cpu_us_per_file shows the state it found).
+    kept = tempfile.TemporaryDirectory(
+        prefix="goq-server-cost-", dir="/dev/shm" if args.tmpfs else None
+    )
     for i in range(args.trials):
         # with a baseline: alternate which goes first, so that a drifting machine (this file
         # system's create cost moves from trial to trial) weighs on both alike
@@ -747,6 +782,8 @@ def main(argv: list[str] | None = None) -> int:
                 args.transport,
                 args.tmpfs,
                 slots=args.slots,
+                batched=not args.unbatched,
+                keep_in=kept.name,
             )
             into.append(r)
             log(
@@ -755,6 +792,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"drain {r['drain_jobs_per_s']} jobs/s; the file system alone "
                 f"{r['fs_create_cpu_us_per_file']} µs per file created"
             )
+    kept.cleanup()
     summary = _summary(runs)
     doc: dict = {"meta": meta, "summary": summary, "trials": runs}
     if baseline is not None:
@@ -785,6 +823,7 @@ def main(argv: list[str] | None = None) -> int:
 def profile_run(install, args: argparse.Namespace, runs: list[dict]) -> dict:
     """A trial sampled by py-spy (when found) and one under cProfile; both analysed."""
     sizes = (install, args.jobs, args.workers, args.batch, args.transport, args.tmpfs)
+    batched = not args.unbatched
     python_us = python_threads_us(runs)
     out: dict = {"python_threads_cpu_us_per_job": python_us}
     py_spy = args.py_spy or shutil.which("py-spy")
@@ -792,7 +831,7 @@ def profile_run(install, args: argparse.Namespace, runs: list[dict]) -> dict:
         if py_spy:
             raw = os.path.join(pdir, "server.raw")
             log(f"sampled trial (py-spy {py_spy}, unprofiled server)")
-            r = trial(*sizes, sampler=Sampler(py_spy, raw), slots=args.slots)
+            r = trial(*sizes, sampler=Sampler(py_spy, raw), slots=args.slots, batched=batched)
             if os.path.exists(raw):
                 out["sampled"] = analyse_samples(raw, args.jobs, python_us)
                 out["sampled"]["trial"] = r
@@ -800,7 +839,7 @@ def profile_run(install, args: argparse.Namespace, runs: list[dict]) -> dict:
             out["sampled"] = "skipped: no py-spy (pip install py-spy, or --py-spy PATH)"
         prof = os.path.join(pdir, "server.prof")
         log("profiled trial (cProfile with each thread's CPU clock, every server thread)")
-        r = trial(*sizes, profile=prof, slots=args.slots)
+        r = trial(*sizes, profile=prof, slots=args.slots, batched=batched)
         wait_for_file(prof)
         out["cprofile"] = analyse_profile(prof, args.jobs)
         out["cprofile"]["trial"] = r
