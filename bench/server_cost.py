@@ -9,7 +9,17 @@ Plugins, Wire, the transport's ClientEnd, Message, make_offer) and send exactly 
 RESULT (its outcome as JobRun.outcome makes it, a few bytes of output in `data`, rusage
 counters, and wait_ms > 0: the RESULT is the ask for the next job) -> JOB or NOTHING_YET. A run
 is held for microseconds, far under the worker's FIRST_HEARTBEAT, so a real worker would send
-no HEARTBEAT either.
+no HEARTBEAT either. With --slots N each synthetic worker offers N cpus, is handed up to N jobs
+per JOB reply, and reports them all in one RESULT (as `goq work --cpus N` reports the runs that
+ended together; goq_core.messages); --unbatched sends one RESULT per run instead, the last one
+asking for more (how workers with slots reported before they batched).
+
+Each trial also times the file system alone: creating and writing 2,000 files as the server
+creates output files, in a fresh directory beside the trial's, just after the drain
+(fs_create_cpu_us_per_file); the summary's total_less_fs_create_us_per_job is goq's part. On
+this VM's ext4 (no journal) that cost moves from ~25 to ~550 µs per file with the files deleted
+in the last minutes (ext4 skips each recently deleted inode one by one), so a run keeps its
+trials' files until it ends, and --tmpfs gives the figure that depends on goq alone.
 
 Each trial: a fresh server; N jobs `/bin/true` submitted in batches by Client.submit_many (the
 submit phase); then the synthetic workers are told to go and the script polls STAT until the
@@ -19,7 +29,8 @@ each phase, per thread from /proc/PID/task (main loop, ZMQbg/IO, output writers;
 system). Trials are repeated and medians reported; JSON on stdout (and with --save, in
 bench/results/server_cost.json), progress on stderr.
 
-    .venv/bin/python bench/server_cost.py [--jobs 10000] [--trials 3] [--workers 2]
+    .venv/bin/python bench/server_cost.py [--jobs 10000] [--trials 3] [--workers 2] [--tmpfs]
+    .venv/bin/python bench/server_cost.py --slots 4 [--unbatched]   # workers of 4 cpus
     .venv/bin/python bench/server_cost.py --profile    # one more trial under cProfile
 
 --profile runs the server of that extra trial under cProfile (every thread: the output writer

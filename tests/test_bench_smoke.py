@@ -121,3 +121,14 @@ def test_server_cost_benchmark_drives_a_real_server_with_synthetic_workers() -> 
     for name in ("total_cpu_us_per_job", "drain_cpu_us_per_job", "drain_jobs_per_s"):
         assert _is_number(figures["summary"][name]) and figures["summary"][name] > 0, name
     assert "main" in trial["drain_threads"]
+
+
+def test_server_cost_benchmark_with_slotted_workers_reports_runs_together() -> None:
+    figures = _figures(
+        "server_cost.py", "--jobs", "200", "--trials", "1", "--batch", "50", "--slots", "4"
+    )
+    [trial] = figures["trials"]
+    assert trial["jobs"] == 200 and trial["output_files"] == 200
+    assert figures["meta"]["slots_per_worker"] == 4
+    assert _is_number(trial["fs_create_cpu_us_per_file"]) and trial["fs_create_cpu_us_per_file"] > 0
+    assert _is_number(figures["summary"]["total_less_fs_create_us_per_job"])
