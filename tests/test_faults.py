@@ -78,7 +78,12 @@ def _report(c: Cluster, what: str, **figures: object) -> None:
 # ----------------------------------------------------------------------------- server kill -9
 
 
-def test_server_sigkilled_mid_drain_loses_no_job_and_finishes_none_twice(cluster: Cluster) -> None:
+@pytest.mark.parametrize("slots", [1, 4], ids=["two-1-cpu-workers", "one-4-cpu-worker"])
+def test_server_sigkilled_mid_drain_loses_no_job_and_finishes_none_twice(
+    cluster: Cluster, slots: int
+) -> None:
+    """With slots, the worker reports runs together (one RESULT of several): a kill -9 between
+    their commit and its answer, or before the commit, must lose or double none either."""
     runs = cluster.workdir / "runs"
     jobs = cluster.workdir / "jobs.txt"
     # each job prints its number (checked in its output file) and notes that it ran
@@ -86,8 +91,11 @@ def test_server_sigkilled_mid_drain_loses_no_job_and_finishes_none_twice(cluster
     cluster.start_server()
     out = cluster.ok("sub", "--shell", "--file", str(jobs), timeout=60)
     assert out.startswith(f"submitted jobs 1..{DRAIN_JOBS} ")
-    for i in range(2):
-        cluster.start_worker(log=f"w{i}.log")
+    if slots == 1:
+        for i in range(2):
+            cluster.start_worker(log=f"w{i}.log")
+    else:
+        cluster.spawn("work", "--cpus", str(slots), log="w0.log")
     # let a good part drain, then pull the plug on the server in the middle of it
     wait_for(lambda: len(_runs(runs)) >= DRAIN_JOBS // 4, 120, "a quarter of the jobs to run")
     cluster.server.send_signal(signal.SIGKILL)
@@ -119,8 +127,9 @@ def test_server_sigkilled_mid_drain_loses_no_job_and_finishes_none_twice(cluster
     assert set(ran) == set(range(1, DRAIN_JOBS + 1))  # at least once each
     _report(
         cluster,
-        "server kill -9 mid-drain",
+        f"server kill -9 mid-drain, workers of {slots} cpu(s)",
         jobs=DRAIN_JOBS,
+        batched_result_runs=counters.get("batchedResultRunCount", 0),
         finished_at_kill=finished_at_kill,
         lost=DRAIN_JOBS - len(ran),
         finished_twice=stored["finishedJobsCount"] - DRAIN_JOBS,
