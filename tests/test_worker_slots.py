@@ -601,6 +601,52 @@ def test_runs_that_end_while_a_result_is_on_its_way_go_out_together(rig, monkeyp
     assert w.jobs_done == 5
 
 
+def test_the_reporter_sends_every_report_and_only_the_batch_that_empties_the_outbox_asks(
+    rig, monkeypatch
+):
+    """Whatever waits in the outbox, reports go out in batches (small ones together, within
+    CHUNK and MAX_RUNS_PER_RESULT; one that took OUTPUT chunks alone) until it is empty; only
+    the last batch asks for work, since the runner that asks stops reporting."""
+    monkeypatch.setattr(worker_module, "CHUNK", 10)
+    many = worker_module.MAX_RUNS_PER_RESULT + 3
+    w = Worker(
+        rig.settings, rig.key, rig.plugins, log=lambda line: None, offer=make_offer(cpus=many + 4)
+    )
+    sent: list[tuple[list[int], bool]] = []
+
+    def fake_send(conn, batch, asks):
+        sent.append(([r.held.job.jobid for r in batch], asks))
+        return Message(Kind.NOTHING_YET if asks else Kind.ACK), conn
+
+    monkeypatch.setattr(w, "_send_result", fake_send)
+    monkeypatch.setattr(w, "_borrow", lambda: None)
+    monkeypatch.setattr(w, "_give_back", lambda conn: None)
+
+    def queue(jobid: int, data: bytes, offset: int = 0) -> None:
+        held = worker_module._Run(Job(jobid=jobid, attempt=1), ())
+        w._runs[held.key] = held
+        w._cpus_held += 1
+        outcome = Job(jobid=jobid, attempt=1, out_bytes=offset + len(data))
+        w._outbox.append(worker_module._Report(held, outcome, offset, data, {}))
+
+    queue(1, b"aaaa")
+    queue(2, b"bb", offset=10)  # its output took a chunk: reported alone
+    queue(3, b"cccc")
+    queue(4, b"dddd")  # 4 + 4 + 4 bytes > CHUNK: not with 1 and 3
+    w._reporting = True
+    assert w._report() is None
+    assert sent == [([1, 3], False), ([2], False), ([4], True)]
+    assert not w._outbox and not w._reporting and w._runs == {} and w.jobs_done == 4
+
+    sent.clear()
+    for jobid in range(10, 10 + many):
+        queue(jobid, b"")
+    w._reporting = True
+    w._report()
+    assert [(len(ids), asks) for ids, asks in sent] == [(many - 3, False), (3, True)]
+    assert not w._outbox and w._runs == {}
+
+
 def test_a_result_sent_while_the_dispatcher_asks_does_not_ask(rig):
     tmp = rig.tmp
     w = rig.worker(offer=make_offer(cpus=2))

@@ -583,11 +583,12 @@ class Worker:
     def _report(self) -> _Run | None:
         """Send the outbox's reports as RESULTs until it is empty, each batch until the server
         answers (then its runs are no longer held). A batch is what ended while the previous
-        one was on its way: several small runs, or one whose output took OUTPUT chunks. When no
-        ask is outstanding and the worker is left with room, the batch is the ask (wait_ms > 0):
-        its JOB reply is registered and the first job handed returned, for this thread to run
-        next. A batch that asks may be held at the server, so its sender stops reporting when it
-        sends it: the reports of runs that end meanwhile are sent by their own runners."""
+        one was on its way: several small runs, or one whose output took OUTPUT chunks. When it
+        empties the outbox, no ask is outstanding and the worker is left with room, the batch is
+        the ask (wait_ms > 0): its JOB reply is registered and the first job handed returned,
+        for this thread to run next. A batch that asks may be held at the server, so its sender
+        stops reporting when it sends it (nothing is left in the outbox then): the reports of
+        runs that end meanwhile are sent by their own runners."""
         conn = self._borrow()
         reporting = True
         try:
@@ -599,7 +600,8 @@ class Worker:
                         return None
                     leaving = sum(r.held.job.cpus for r in batch)
                     asks = (
-                        not self._asking
+                        not self._outbox  # the last batch: whoever asks stops reporting
+                        and not self._asking
                         and not self.oneshot
                         and not self._stopping.is_set()
                         and self._room(leaving)
