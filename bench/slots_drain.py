@@ -1,11 +1,17 @@
-"""Benchmark: one worker with 2 cpus against two workers of 1 cpu (issue 10: the 2-cpu worker
-must drain at >= 0.9x the rate of the two), on real processes, alternating trials in one run.
+"""Benchmark: one worker with N cpus against N workers of 1 cpu (issue 10: the N-cpu worker must
+drain at >= 0.9x the rate of the N), on real processes, alternating trials in one run; and
+what each costs the server and the workers in CPU per job (issue 15, results reported together).
 
-Each trial: a fresh server, N `/bin/true` jobs submitted in one `goq sub --file`, then the
-worker(s) started; timed from the first job's start to the last job's end (the store's
-start_ns/end_ns), so worker start-up is not counted. Prints one JSON document.
+Each trial: a fresh server, J `/bin/true` jobs submitted in one `goq sub --file`, then the
+worker(s) started; jobs/s timed from the first job's start to the last job's end (the store's
+start_ns/end_ns), so worker start-up is not counted; the server's and the workers' own CPU
+(/proc utime+stime, not the jobs') from the submit to the last job finished, per job; and how
+many runs the slotted worker reported in a RESULT with others (`batchedResultRunCount`).
+With --baseline-python the same trials run with a second install too (e.g. a regular install of
+an older commit), alternating with this one. Prints one JSON document; progress on stderr.
 
-    .venv/bin/python bench/slots_drain.py [--jobs 5000] [--trials 3]
+    .venv/bin/python bench/slots_drain.py [--jobs 5000] [--trials 3] [--cpus 2] [--tmpfs]
+    .venv/bin/python bench/slots_drain.py --cpus 4 --only-slotted --baseline-python OLD/bin/python
 """
 
 from __future__ import annotations
@@ -21,70 +27,106 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _cluster import BenchCluster, GoqInstall, wait_for  # noqa: E402
+from _cluster import BenchCluster, GoqInstall, cpu_seconds, wait_for  # noqa: E402
+
+SLOTTED = "one_worker_n_cpus"
+SINGLES = "n_workers_1_cpu"
 
 
-def trial(install: GoqInstall, jobs: int, two_slots: bool) -> float:
-    """Jobs per second drained by one 2-cpu worker (two_slots) or by two 1-cpu workers."""
-    with tempfile.TemporaryDirectory() as tmp:
+def trial(install: GoqInstall, jobs: int, cpus: int, slotted: bool, tmpfs: bool) -> dict:
+    """One drain by one worker of `cpus` cpus (slotted) or by `cpus` workers of 1 cpu."""
+    with tempfile.TemporaryDirectory(dir="/dev/shm" if tmpfs else None) as tmp:
         c = BenchCluster(Path(tmp), install)
         try:
             c.init()
             c.start_server()
+            assert c.server is not None
+            client = c.client()
+            if slotted:
+                workers = [c.spawn("work", "--cpus", str(cpus), log="worker0.log")]
+            else:
+                workers = [c.spawn("work", log=f"worker{i}.log") for i in range(cpus)]
+            wait_for(
+                lambda: client.stat(0).counters.get("waitingWorkers", 0) >= len(workers),
+                60,
+                "the workers to ask for work",
+            )
+            pids = [c.server.pid] + [w.pid for w in workers]
+            cpu0 = {pid: cpu_seconds(pid)[0] for pid in pids}
             (c.workdir / "jobs.txt").write_text("/bin/true\n" * jobs)
             c.ok("sub", "--file", "jobs.txt", timeout=300)
-            if two_slots:
-                c.spawn("work", "--cpus", "2", log="worker0.log")
-            else:
-                c.spawn("work", log="worker0.log")
-                c.spawn("work", log="worker1.log")
-            client = c.client()
             wait_for(
                 lambda: client.stat(0).counters.get("finishedJobsCount", 0) >= jobs,
                 600,
                 "the drain to finish",
                 every=0.05,
             )
+            cpu1 = {pid: cpu_seconds(pid)[0] for pid in pids}
+            batched = client.stat(0).counters.get("batchedResultRunCount", 0)
             with sqlite3.connect(c.db_path()) as db:
                 first, last = db.execute("SELECT min(start_ns), max(end_ns) FROM jobs").fetchone()
             db.close()
-            return jobs / ((last - first) / 1e9)
+            server = pids[0]
+            return {
+                "jobs_per_s": round(jobs / ((last - first) / 1e9), 1),
+                "server_cpu_us_per_job": round((cpu1[server] - cpu0[server]) / jobs * 1e6, 1),
+                "workers_cpu_us_per_job": round(
+                    sum(cpu1[p] - cpu0[p] for p in pids[1:]) / jobs * 1e6, 1
+                ),
+                "batched_result_runs": batched,
+            }
         finally:
             c.close()
+
+
+def _medians(rows: list[dict]) -> dict:
+    keys = ("jobs_per_s", "server_cpu_us_per_job", "workers_cpu_us_per_job", "batched_result_runs")
+    return {k: round(statistics.median(r[k] for r in rows), 1) for k in keys} if rows else {}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--jobs", type=int, default=5000)
     ap.add_argument("--trials", type=int, default=3)
+    ap.add_argument("--cpus", type=int, default=2, help="the slotted worker's cpus (N)")
+    ap.add_argument("--only-slotted", action="store_true", help="no N one-cpu workers")
+    ap.add_argument("--tmpfs", action="store_true", help="cluster and output on /dev/shm")
     ap.add_argument("--python", default=sys.executable)
+    ap.add_argument("--baseline-python", metavar="PY", help="a second install, alternating")
     args = ap.parse_args()
-    install = GoqInstall.for_python(args.python)
-    rates: dict[str, list[float]] = {"one_worker_2_cpus": [], "two_workers_1_cpu": []}
+    installs = {"after": GoqInstall.for_python(args.python)}
+    if args.baseline_python:
+        installs["before"] = GoqInstall.for_python(args.baseline_python)
+    kinds = [True] if args.only_slotted else [True, False]
+    rows: dict[str, dict[str, list[dict]]] = {
+        name: {SLOTTED if s else SINGLES: [] for s in kinds} for name in installs
+    }
     t0 = time.monotonic()
     for i in range(args.trials):
-        for two_slots in (i % 2 == 0, i % 2 != 0):  # alternate which goes first
-            key = "one_worker_2_cpus" if two_slots else "two_workers_1_cpu"
-            rate = trial(install, args.jobs, two_slots)
-            rates[key].append(round(rate, 1))
-            print(f"trial {i + 1}: {key} {rate:.0f} jobs/s", file=sys.stderr)
-    two = statistics.median(rates["one_worker_2_cpus"])
-    ones = statistics.median(rates["two_workers_1_cpu"])
-    print(
-        json.dumps(
-            {
-                "jobs": args.jobs,
-                "trials": args.trials,
-                "install": install.install,
-                "jobs_per_s": rates,
-                "median_jobs_per_s": {"one_worker_2_cpus": two, "two_workers_1_cpu": ones},
-                "ratio": round(two / ones, 3),
-                "target_ratio": 0.9,
-                "seconds": round(time.monotonic() - t0, 1),
-            },
-            indent=1,
-        )
-    )
+        order = [(name, s) for s in kinds for name in installs]
+        if i % 2:
+            order.reverse()  # alternate which goes first
+        for name, slotted in order:
+            key = SLOTTED if slotted else SINGLES
+            row = trial(installs[name], args.jobs, args.cpus, slotted, args.tmpfs)
+            rows[name][key].append(row)
+            print(f"trial {i + 1}: {name} {key} {row}", file=sys.stderr, flush=True)
+    doc: dict = {
+        "jobs": args.jobs,
+        "trials": args.trials,
+        "cpus": args.cpus,
+        "output_fs": "tmpfs" if args.tmpfs else "same as /tmp",
+        "seconds": round(time.monotonic() - t0, 1),
+    }
+    for name, inst in installs.items():
+        part: dict = {"python": inst.python, "install": inst.install, "trials": rows[name]}
+        part["median"] = {key: _medians(r) for key, r in rows[name].items()}
+        if not args.only_slotted:
+            med = part["median"]
+            part["ratio"] = round(med[SLOTTED]["jobs_per_s"] / med[SINGLES]["jobs_per_s"], 3)
+            part["target_ratio"] = 0.9
+        doc[name] = part
+    print(json.dumps(doc, indent=1))
 
 
 if __name__ == "__main__":

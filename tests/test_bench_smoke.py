@@ -132,3 +132,14 @@ def test_server_cost_benchmark_with_slotted_workers_reports_runs_together() -> N
     assert figures["meta"]["slots_per_worker"] == 4
     assert _is_number(trial["fs_create_cpu_us_per_file"]) and trial["fs_create_cpu_us_per_file"] > 0
     assert _is_number(figures["summary"]["total_less_fs_create_us_per_job"])
+
+
+def test_slots_drain_benchmark_prints_rates_and_cpu_per_job() -> None:
+    figures = _figures("slots_drain.py", "--jobs", "200", "--trials", "1", "--cpus", "2")
+    after = figures["after"]
+    for key in ("one_worker_n_cpus", "n_workers_1_cpu"):
+        (row,) = after["trials"][key]
+        assert row["jobs_per_s"] > 0 and row["server_cpu_us_per_job"] > 0, row
+        assert row["workers_cpu_us_per_job"] > 0, row
+    assert after["trials"]["n_workers_1_cpu"][0]["batched_result_runs"] == 0  # nothing to batch
+    assert _is_number(after["ratio"])
