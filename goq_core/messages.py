@@ -13,10 +13,10 @@ holds in `jobs`, and KILL names in `jobs` the runs to kill. A REQUEST_WORK witho
 worker of one cpu, nothing else.
 
 Several runs in one RESULT: a worker with slots reports the runs that ended while it was busy
-sending in one message (at most goq_core.limits.MAX_RUNS_PER_RESULT). Each run's whole output is then in `data`
-(offset 0), the runs' outputs one after the other in the order of `jobs`, run I's
-`jobs[I].out_bytes` long; `counters` holds run I's rusage as "I/NAME" (`run_counters`). A run
-whose output took OUTPUT chunks is reported alone.
+sending in one message (at most goq_core.limits.MAX_RUNS_PER_RESULT). Each run's whole output
+is then in `data` (offset 0), the runs' outputs one after the other in the order of `jobs`, run
+I's `jobs[I].out_bytes` long; `counters` holds run I's rusage as "I/NAME" (`run_counters`). A
+run whose output took OUTPUT chunks is reported alone.
 """
 
 from __future__ import annotations

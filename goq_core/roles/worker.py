@@ -19,12 +19,15 @@ Threads (see goq_core.messages for the protocol):
   watched by the guardian), waits for it (one with a time limit gets SIGTERM to its group at
   the limit, measured from its spawn on this host's monotonic clock, then SIGKILL after
   GOQ_KILL_GRACE s, and its RESULT says state TIMEOUT; one killed before its limit, for a KILL
-  or a stop, is not a TIMEOUT), then sends its OUTPUT chunks and RESULT (its counters: the
-  job's rusage, maxRssKib, utimeUs and stimeUs, see goq_core.roles.jobrun) until the server
-  answers, across server restarts (the output stays spooled on disk meanwhile). When no
-  ask is outstanding the RESULT is the ask (wait_ms = the hold): the server holds it until jobs
-  fit, and the runner takes its reply as the dispatcher would (JOB: registers the jobs and runs
-  the first itself; NOTHING_YET: the ask is over, the dispatcher asks anew with the runs list).
+  or a stop, is not a TIMEOUT), then sends its OUTPUT chunks, if its output needs more than
+  one, and puts its report (outcome, last output, rusage counters: maxRssKib, utimeUs and
+  stimeUs, see goq_core.roles.jobrun) in the outbox. Unless another runner is reporting, it
+  reports: sends the outbox as RESULTs, the runs that ended meanwhile together in one
+  (goq_core.messages), each until the server answers, across server restarts. When no ask is
+  outstanding the RESULT that empties the outbox is the ask (wait_ms = the hold): the server
+  holds it until jobs fit, and the runner takes its reply as the dispatcher would (JOB:
+  registers the jobs and runs the first itself; NOTHING_YET: the ask is over, the dispatcher
+  asks anew with the runs list).
   Senders take a connection from a small pool: a ClientEnd carries one request at a time.
 - the heartbeat thread, once a run has been held FIRST_HEARTBEAT s, keeps one HEARTBEAT held at
   the server, listing every run held; its answer is where KILL (runs cancelled or no longer
