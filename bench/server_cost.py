@@ -206,7 +206,9 @@ def worker_child(ident: int, slots: int = 1, batched: bool = True) -> None:
             for i, job in enumerate(jobs)
         ]
         usage = {MAX_RSS_KIB: 1200, UTIME_US: 150, STIME_US: 300}
-        groups = [outcomes] if batched else [[o] for o in outcomes]
+        # several runs in one RESULT only for a server that says it takes them (older: 0)
+        limit = max(1, reply.count) if batched else 1
+        groups = [outcomes[i : i + limit] for i in range(0, len(outcomes), limit)]
         for i, group in enumerate(groups):
             last = i == len(groups) - 1
             counters = usage
@@ -229,6 +231,8 @@ def worker_child(ident: int, slots: int = 1, batched: bool = True) -> None:
             )
             reply = request(result)
             done += len(group)
+            if not last and reply.kind != Kind.ACK:
+                raise GoqError(f"a RESULT that did not ask was answered {reply.kind.name}")
 
 
 # ------------------------------------------------------------------------------ one trial

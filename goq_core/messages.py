@@ -16,7 +16,9 @@ Several runs in one RESULT: a worker with slots reports the runs that ended whil
 sending in one message (at most goq_core.limits.MAX_RUNS_PER_RESULT). Each run's whole output
 is then in `data` (offset 0), the runs' outputs one after the other in the order of `jobs`, run
 I's `jobs[I].out_bytes` long; `counters` holds run I's rusage as "I/NAME" (`run_counters`). A
-run whose output took OUTPUT chunks is reported alone.
+run whose output took OUTPUT chunks is reported alone. A worker batches only for a server that
+says it may: the server's JOB, NOTHING_YET and ACK answering a worker's ask or RESULT carry in
+`count` how many runs it takes in one RESULT (0, from an older server: one).
 """
 
 from __future__ import annotations

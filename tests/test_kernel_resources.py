@@ -362,13 +362,16 @@ def test_one_result_ends_each_run_it_reports_with_its_own_output_and_rusage(d: D
     assert d.kernel.stat_counters()["batchedResultRunCount"] == 3
     # the batch was the ask: 3 cpus freed, and the one job left is handed in its reply
     assert [j.jobid for j in handed(out, "rep-w")] == [5]
+    # every answer to a worker's ask or RESULT says how many runs one RESULT may report
+    assert one_reply(out, "rep-w").count == MAX_RUNS_PER_RESULT
 
 
 def test_a_stale_run_in_a_batch_is_counted_and_the_others_end(d: Driver) -> None:
     submit(d, 2)
     handed(ask(d, "w", offer(cpus=2)), "w")
     out = report(d, "w", [(1, 7, b"old", 0), (2, 1, b"new", 0)])
-    assert one_reply(out, "rep-w").kind == Kind.ACK
+    ack = one_reply(out, "rep-w")
+    assert (ack.kind, ack.count) == (Kind.ACK, MAX_RUNS_PER_RESULT)
     assert d.kernel.running.keys() == {1} and d.kernel.ended.keys() == {2}
     assert d.kernel.counters.stale_results == 1
     assert [a.job.jobid for a in out if isinstance(a, WriteOutput)] == [2]
@@ -402,3 +405,10 @@ def test_a_batch_over_the_limit_or_naming_no_run_is_refused(d: Driver) -> None:
     nameless = [(1, 1, b"", 0), (0, 1, b"", 0)]
     assert one_reply(report(d, "w", nameless), "rep-w").kind == Kind.ERROR
     assert d.kernel.running.keys() == {1, 2}
+
+
+def test_a_held_ask_that_runs_out_says_how_many_runs_a_result_may_report(d: Driver) -> None:
+    out = ask(d, "w", offer(cpus=2))
+    assert not replies_to(out, "w")  # nothing to run: held
+    expired = one_reply(d.tick(T0 + 2 * HB), "w")
+    assert (expired.kind, expired.count) == (Kind.NOTHING_YET, MAX_RUNS_PER_RESULT)

@@ -547,10 +547,12 @@ def test_one_ask_at_a_time_and_none_while_full(rig):
     assert w.held() == [(3, 1)] and w.jobs_done == 2
 
 
-def test_runs_that_end_while_a_result_is_on_its_way_go_out_together(rig, monkeypatch):
+@pytest.mark.parametrize("limit", [worker_module.MAX_RUNS_PER_RESULT, 0], ids=["says", "older"])
+def test_runs_that_end_while_a_result_is_on_its_way_go_out_together(rig, monkeypatch, limit):
     """The reports of runs that ended while another RESULT waited for its answer go in one
     RESULT (goq_core.messages, "Several runs in one RESULT"); a run whose output took OUTPUT
-    chunks goes alone."""
+    chunks goes alone. Only for a server that says, in its replies' count, that it takes
+    several (an older server says 0: one run per RESULT)."""
     monkeypatch.setattr(worker_module, "CHUNK", 8)  # bytes: "0123456789abc" takes a chunk
     tmp = rig.tmp
     w = rig.worker(offer=make_offer(cpus=5))
@@ -564,7 +566,7 @@ def test_runs_that_end_while_a_result_is_on_its_way_go_out_together(rig, monkeyp
         job(4, wait.format(n=3) + "echo a", tmp),
         job(5, wait.format(n=3) + "echo b", tmp),
     ]
-    srv.answer(peer, ask, Message(Kind.JOB, jobs=jobs))
+    srv.answer(peer, ask, Message(Kind.JOB, jobs=jobs, count=limit))
     pids = [pid_of(tmp, i) for i in range(1, 6)]
 
     (tmp / "go1").touch()
@@ -577,11 +579,17 @@ def test_runs_that_end_while_a_result_is_on_its_way_go_out_together(rig, monkeyp
     (tmp / "go3").touch()
     wait_for(lambda: not any(group_alive(p) for p in pids[2:]), LONG, "jobs 3-5 to end")
     time.sleep(0.2)  # their runners have put their reports in the outbox
-    srv.rules[Kind.RESULT] = ack
-    srv.answer_newest(p2, r2, Message(Kind.ACK))
+    srv.rules[Kind.RESULT] = lambda m: Message(Kind.ACK, count=limit)
+    srv.answer_newest(p2, r2, Message(Kind.ACK, count=limit))
     wait_for(lambda: w.held() == [(1, 1)], LONG, "jobs 2-5 to be let go")
 
     later = [m for m in srv.sent(Kind.RESULT) if m.jobid not in (1, 2)]
+    if not limit:  # an older server: one run per RESULT, as before
+        assert sorted(len(m.jobs) for m in later) == [1, 1, 1]
+        assert {m.jobid for m in later} == {3, 4, 5}
+        srv.answer_newest(p1, r1, Message(Kind.NOTHING_YET))
+        wait_for(lambda: w.held() == [], LONG, "job 1 to be let go")
+        return
     assert len(later) == 2, [[j.jobid for j in m.jobs] for m in later]
     (big,) = [m for m in later if m.jobid == 3]
     (pair,) = [m for m in later if m.jobid != 3]
@@ -612,11 +620,13 @@ def test_the_reporter_sends_every_report_and_only_the_batch_that_empties_the_out
     w = Worker(
         rig.settings, rig.key, rig.plugins, log=lambda line: None, offer=make_offer(cpus=many + 4)
     )
+    w._batch_limit = worker_module.MAX_RUNS_PER_RESULT  # what the server said
     sent: list[tuple[list[int], bool]] = []
 
     def fake_send(conn, batch, asks):
         sent.append(([r.held.job.jobid for r in batch], asks))
-        return Message(Kind.NOTHING_YET if asks else Kind.ACK), conn
+        kind = Kind.NOTHING_YET if asks else Kind.ACK
+        return Message(kind, count=worker_module.MAX_RUNS_PER_RESULT), conn
 
     monkeypatch.setattr(w, "_send_result", fake_send)
     monkeypatch.setattr(w, "_borrow", lambda: None)

@@ -107,7 +107,7 @@ from goq_core.kernel.replay import ReplayGuard
 from goq_core.kernel.retries import attempt_bytes, place, retries_left
 from goq_core.kernel.validation import request_problem
 from goq_core.kernel.waitq import WaitQueue
-from goq_core.limits import MAX_STAT_LIST
+from goq_core.limits import MAX_RUNS_PER_RESULT, MAX_STAT_LIST
 from goq_core.messages import Job, JobState, Kind, Message, run_counters
 from goq_core.principals import ADMIN, ROOT, Principal
 
@@ -728,7 +728,8 @@ class Kernel:
             self._release(worker, "ask", out)
             self._ask(worker, msg, peer, now, out)
         else:
-            out.append(Reply(peer, Message(Kind.ACK, reply_to=msg.nonce)))
+            ack = Message(Kind.ACK, reply_to=msg.nonce, count=MAX_RUNS_PER_RESULT)
+            out.append(Reply(peer, ack))
             self._fill(worker, now, out)
 
     def _run_over(
@@ -1302,7 +1303,12 @@ class Kernel:
     def _job_message(self, jobs: list[Job], reply_to: bytes) -> Message:
         first = jobs[0]
         return Message(
-            Kind.JOB, reply_to=reply_to, jobid=first.jobid, attempt=first.attempt, jobs=jobs
+            Kind.JOB,
+            reply_to=reply_to,
+            jobid=first.jobid,
+            attempt=first.attempt,
+            jobs=jobs,
+            count=MAX_RUNS_PER_RESULT,  # runs the worker may report in one RESULT
         )
 
     def why_waiting(self, job: Job) -> str | None:
@@ -1561,8 +1567,10 @@ class Kernel:
                     self.idle.pop(held.workerid, None)
                 elif worker.beat is held:
                     worker.beat = None
-            reply = Kind.NOTHING_YET if held.kind == Kind.REQUEST_WORK else Kind.ALIVE
-            self._answer(held, Message(reply), out)
+            if held.kind == Kind.REQUEST_WORK:
+                self._answer(held, Message(Kind.NOTHING_YET, count=MAX_RUNS_PER_RESULT), out)
+            else:
+                self._answer(held, Message(Kind.ALIVE), out)
         else:
             if held.ranges is not None:
                 self.multi_waiters.remove(held)
@@ -1584,7 +1592,7 @@ class Kernel:
                 self.idle.pop(worker.workerid, None)
             if not held.answered:
                 reply = kind if which == "ask" or kind == Kind.ACK else Kind.ALIVE
-                self._answer(held, Message(reply), out)
+                self._answer(held, Message(reply, count=MAX_RUNS_PER_RESULT), out)
 
     def _exit(
         self, worker: Worker, peer: Hashable | None, reply_to: bytes, out: list[Action]

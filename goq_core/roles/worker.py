@@ -224,6 +224,7 @@ class Worker:
         self._asking = False  # an ask for work is outstanding (REQUEST_WORK or a RESULT)
         self._outbox: deque[_Report] = deque()  # runs ended, their RESULT not yet sent
         self._reporting = False  # a runner is sending the outbox (_report)
+        self._batch_limit = 1  # runs one RESULT may report: what the server said it takes
         self._cpus_held = 0  # cpus of the runs held
         self._busy = threading.Event()  # set when a run is added; the heartbeat clears it
         self._queue: queue.SimpleQueue[_Run | None] = queue.SimpleQueue()  # runs to start
@@ -366,6 +367,7 @@ class Worker:
             backoff = 0.05
             self._away = False
             kind = reply.kind
+            self._heard_limit(reply)
             if kind == Kind.JOB:
                 self._take(reply)  # registered before the ask is over
             self._asked()
@@ -613,6 +615,7 @@ class Worker:
                         self._asking = True
                         self._reporting = reporting = False
                 reply, conn = self._send_result(conn, batch, asks)
+                self._heard_limit(reply)
                 with self._lock:
                     for r in batch:
                         held = r.held
@@ -642,10 +645,16 @@ class Worker:
         finally:
             self._give_back(conn)
 
+    def _heard_limit(self, reply: Message) -> None:
+        """Keep how many runs the server takes in one RESULT, from its answer to an ask or a
+        RESULT (JOB, NOTHING_YET, ACK: `count`; 0 from a server older than batching: one)."""
+        if reply.kind in (Kind.JOB, Kind.NOTHING_YET, Kind.ACK):
+            self._batch_limit = max(1, min(reply.count, MAX_RUNS_PER_RESULT))
+
     def _batch(self) -> list[_Report]:
         """The next reports to send together (caller holds the lock): the oldest and, when it
         is small (offset 0), every other small one while their outputs fit one chunk and the
-        batch MAX_RUNS_PER_RESULT; the rest stay, in order, for the next batches."""
+        batch the server's limit; the rest stay, in order, for the next batches."""
         box = self._outbox
         if not box:
             return []
@@ -655,7 +664,8 @@ class Worker:
         batch = [first]
         size = len(first.data)
         skipped: list[_Report] = []
-        while box and len(batch) < MAX_RUNS_PER_RESULT:
+        limit = self._batch_limit
+        while box and len(batch) < limit:
             report = box.popleft()
             if report.offset or size + len(report.data) > CHUNK:
                 skipped.append(report)
