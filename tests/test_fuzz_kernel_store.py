@@ -6,7 +6,9 @@ The properties: nothing raises out of the server's turn; every request gets a re
 the server acknowledged (SUBMITTED) is in the store; and a server restarted on that store
 finds every acknowledged job again, either live or ended, with its command as submitted. Jobs
 carry random workflow fields (dependencies, arrays, retries, limits) and requests random id
-lists and array specs, so dependency chains, holds and retries are driven at random too.
+lists and array specs, so dependency chains, holds and retries are driven at random too;
+well-formed RESULTs of several runs (a worker with slots) name runs that may or may not be
+current, twice, or another worker's.
 """
 
 from __future__ import annotations
@@ -81,7 +83,41 @@ REQUESTS = st.builds(
     jobs=st.lists(JOBS, max_size=4),
     counters=st.dictionaries(TEXT, INT64, max_size=3),
 )
-STEPS = st.lists(st.one_of(REQUESTS, st.floats(0, 3)), min_size=1, max_size=25)
+
+
+def _batch(runs: list[Job], wait_ms: int, worker: str, counters: dict[str, int]) -> Message:
+    """A well-formed RESULT of several runs (goq_core.messages): each run's output in data."""
+    data = b"".join(bytes([65 + i % 26]) * run.out_bytes for i, run in enumerate(runs))
+    first = runs[0]
+    return Message(
+        Kind.RESULT,
+        workerid=worker,
+        jobid=first.jobid,
+        attempt=first.attempt,
+        jobs=runs,
+        data=data,
+        wait_ms=wait_ms,
+        counters=counters,
+    )
+
+
+RUNS = st.builds(
+    Job,
+    jobid=st.integers(1, 6),
+    attempt=st.integers(1, 2),
+    out_bytes=st.integers(0, 5),
+    exit_status=st.integers(-9, 3),
+    state=st.sampled_from([JobState.FINISHED, JobState.TIMEOUT, JobState.RUNNING]),
+)
+# runs of jobs that may be running on w1 or w2, the same run twice, runs of the other worker
+BATCHES = st.builds(
+    _batch,
+    st.lists(RUNS, min_size=2, max_size=5),
+    st.sampled_from([0, 500]),
+    st.sampled_from(["w1", "w2"]),
+    st.dictionaries(st.sampled_from(["0/maxRssKib", "1/utimeUs", "9/stimeUs", "x"]), INT64),
+)
+STEPS = st.lists(st.one_of(REQUESTS, BATCHES, st.floats(0, 3)), min_size=1, max_size=25)
 
 
 class Recorder:
@@ -157,3 +193,51 @@ def test_random_authentic_requests_never_stop_the_server_or_lose_an_acknowledged
                 assert job.state in (JobState.FINISHED, JobState.CANCELLED, JobState.TIMEOUT)
         assert again.kernel.next_jobid > max(acked, default=0)
         again.store.close()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps=st.lists(st.one_of(BATCHES, st.floats(0, 0.6)), min_size=1, max_size=12))
+def test_random_batches_of_results_end_each_run_once_with_its_own_output(steps: list) -> None:
+    """Six jobs running on w1 and w2 (three each), then RESULTs of several runs at random:
+    current or not, the same run twice, the other worker's. Each job ends at most once, every
+    RESULT is answered, and an ended job's output file is exactly its own slice of the batch
+    that ended it (one letter per position in the batch, as long as its recorded size)."""
+    with tempfile.TemporaryDirectory() as home:
+        server = _server(home)
+        end = server.end
+        now = time.time()
+
+        def send(msg: Message, peer: str) -> list[Message]:
+            actions: list = []
+            server._take(peer, server.wire.pack(msg), now, actions)
+            server._perform(actions)
+            return [server.wire.unpack(f) for f in end.replies.get(peer, [])]
+
+        jobs = [Job(cmd="true", dir=home) for _ in range(6)]
+        assert send(Message(Kind.SUBMIT, jobs=jobs), "sub")[0].kind == Kind.SUBMITTED
+        for worker in ("w1", "w2"):
+            offer = Job(jobid=0, cpus=3, workerid=f"token-{worker}")
+            ask = Message(Kind.REQUEST_WORK, workerid=worker, wait_ms=500, jobs=[offer])
+            (handed,) = send(ask, f"ask-{worker}")
+            assert handed.kind == Kind.JOB and len(handed.jobs) == 3
+        for n, step in enumerate(steps):
+            if isinstance(step, float):
+                now += step
+                server._perform(server.kernel.tick(now))
+                continue
+            answered = send(step, f"peer{n}")
+            assert answered or step.wait_ms > 0, "a RESULT that did not ask got no answer"
+            assert all(r.kind != Kind.ERROR for r in answered), answered
+        assert server.store is not None
+        c = server.kernel.counters
+        ended = [server.store.get_job(i) for i in range(1, 7)]
+        over = [
+            j for j in ended if j is not None and j.state in (JobState.FINISHED, JobState.TIMEOUT)
+        ]
+        assert c.finished + c.timed_out == len(over)  # each ended once
+        for job in over:
+            path = os.path.join(home, "o", f"out.{job.jobid:05d}")
+            with open(path, "rb") as fh:
+                written = fh.read()
+            assert len(written) == job.out_bytes and len(set(written)) <= 1, (job, written)
+        server.store.close()
