@@ -171,6 +171,7 @@ def test_a_person_sees_the_queue_workers_failures_and_the_plot(
         assert samples[("goq_jobs_submitted_total", ())] == 6
         assert samples[("goq_jobs_ended_total", (("outcome", "finished"),))] == 3
         assert ("goq_dropped_frames_total", (("reason", "replay"),)) in samples
+        assert ("goq_batched_result_runs_total", ()) in samples
 
         status, body = get(url + "api/jobs?state=all")
         listed = json.loads(c.ok("jobs", "--json"))

@@ -25,6 +25,11 @@ COUNTERS = (
     ),
     ("goq_jobs_retried", "Failed runs retried (--retries)", "retriedCount"),
     ("goq_stale_results", "Results that named an attempt no longer current", "staleResultCount"),
+    (
+        "goq_batched_result_runs",
+        "Runs reported in one result with others (workers with several cpus)",
+        "batchedResultRunCount",
+    ),
     ("goq_refused_requests", "Requests refused by the server's front door", "refusedCount"),
     ("goq_server_errors", "Requests whose handling failed unexpectedly", "errorCount"),
 )
