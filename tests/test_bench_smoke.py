@@ -143,3 +143,24 @@ def test_slots_drain_benchmark_prints_rates_and_cpu_per_job() -> None:
         assert row["workers_cpu_us_per_job"] > 0, row
     assert after["trials"]["n_workers_1_cpu"][0]["batched_result_runs"] == 0  # nothing to batch
     assert _is_number(after["ratio"])
+
+
+def test_scale_drain_benchmark_runs_each_layout_against_the_spawn_rate() -> None:
+    figures = _figures(
+        "scale_drain.py", "--layouts", "1x1,1x2", "--jobs", "100", "--spawn-per-loop", "50"
+    )
+    assert figures["spawn_true_per_s"]["rate"] > 0 and not figures["skipped"]
+    rows = {(r["workers"], r["cpus_each"]): r for r in figures["layouts"]}
+    assert set(rows) == {(1, 1), (1, 2)}
+    for row in rows.values():
+        assert row["jobs"] == 100 and row["jobs_per_s"] > 0 and row["server_cpu_us_per_job"] > 0
+
+
+def test_scale_drain_refuses_a_bad_layout_with_one_line() -> None:
+    done = subprocess.run(
+        [sys.executable, str(SUITE.parent / "scale_drain.py"), "--layouts", "4y4"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2 and "WORKERSxCPUS" in done.stderr
