@@ -288,3 +288,59 @@ def machine() -> dict:
         "python": platform.python_version(),
         "load_avg_at_start": [round(x, 2) for x in os.getloadavg()],
     }
+
+
+def true_drain(install: GoqInstall, root: Path, worker_cpus: list[int], jobs: int) -> dict:
+    """`jobs` x `/bin/true` in one `goq sub --file` through a fresh cluster in `root` with one
+    `goq work --cpus C` per entry of `worker_cpus`, every worker asking before the jobs arrive:
+    jobs/s from the first job's start to the last one's end (the store's clocks) and from the
+    submit to the last finished; the server's and the workers' own CPU per job (not the
+    jobs'); the runs reported in a RESULT with others. `root` is left for the caller to remove
+    (on a journal-less ext4 a removal just before a drain slows its file creation)."""
+    import sqlite3
+
+    c = BenchCluster(root, install)
+    try:
+        c.init()
+        c.start_server()
+        assert c.server is not None
+        client = c.client()
+        procs = [
+            c.spawn("work", "--cpus", str(cpus), log=f"worker{i}.log")
+            for i, cpus in enumerate(worker_cpus)
+        ]
+        wait_for(
+            lambda: client.stat(0).counters.get("waitingWorkers", 0) >= len(procs),
+            120,
+            f"{len(procs)} workers to ask for work",
+        )
+        pids = [c.server.pid] + [p.pid for p in procs]
+        cpu0 = {pid: cpu_seconds(pid)[0] for pid in pids}
+        (c.workdir / "jobs.txt").write_text("/bin/true\n" * jobs)
+        t0 = time.monotonic()
+        c.ok("sub", "--file", "jobs.txt", timeout=300)
+        wait_for(
+            lambda: client.stat(0).counters.get("finishedJobsCount", 0) >= jobs,
+            900,
+            "the drain to finish",
+            every=0.05,
+        )
+        wall = time.monotonic() - t0
+        cpu1 = {pid: cpu_seconds(pid)[0] for pid in pids}
+        batched = client.stat(0).counters.get("batchedResultRunCount", 0)
+        with sqlite3.connect(c.db_path()) as db:
+            first, last = db.execute("SELECT min(start_ns), max(end_ns) FROM jobs").fetchone()
+        db.close()
+        server = pids[0]
+        return {
+            "jobs": jobs,
+            "jobs_per_s": round(jobs / ((last - first) / 1e9), 1),
+            "jobs_per_s_submit_to_all_finished": round(jobs / wall, 1),
+            "server_cpu_us_per_job": round((cpu1[server] - cpu0[server]) / jobs * 1e6, 1),
+            "workers_cpu_us_per_job": round(
+                sum(cpu1[p] - cpu0[p] for p in pids[1:]) / jobs * 1e6, 1
+            ),
+            "batched_result_runs": batched,
+        }
+    finally:
+        c.close()

@@ -23,7 +23,6 @@ import argparse
 import datetime
 import json
 import os
-import sqlite3
 import sys
 import tempfile
 import time
@@ -31,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _cluster import BenchCluster, GoqInstall, cpu_seconds, machine, wait_for  # noqa: E402
+from _cluster import GoqInstall, machine, true_drain  # noqa: E402
 
 DEFAULT_LAYOUTS = "1x1,2x1,4x1,8x1,15x1,30x1,2x8,4x4"
 
@@ -49,54 +48,6 @@ def parse_layouts(text: str) -> list[tuple[int, int]]:
             raise ValueError(f"layout {part!r}: WORKERSxCPUS, e.g. 15x1 or 4x4")
         layouts.append((int(workers), int(cpus)))
     return layouts
-
-
-def drain(install: GoqInstall, workers: int, cpus: int, jobs: int, where: str) -> dict:
-    """One layout on a fresh cluster made in `where` (left there: see main): its figures."""
-    c = BenchCluster(Path(tempfile.mkdtemp(dir=where)), install)
-    try:
-        c.init()
-        c.start_server()
-        assert c.server is not None
-        client = c.client()
-        procs = [c.spawn("work", "--cpus", str(cpus), log=f"worker{i}.log") for i in range(workers)]
-        wait_for(
-            lambda: client.stat(0).counters.get("waitingWorkers", 0) >= workers,
-            120,
-            f"{workers} workers to ask for work",
-        )
-        pids = [c.server.pid] + [p.pid for p in procs]
-        cpu0 = {pid: cpu_seconds(pid)[0] for pid in pids}
-        (c.workdir / "jobs.txt").write_text("/bin/true\n" * jobs)
-        t0 = time.monotonic()
-        c.ok("sub", "--file", "jobs.txt", timeout=300)
-        wait_for(
-            lambda: client.stat(0).counters.get("finishedJobsCount", 0) >= jobs,
-            900,
-            "the drain to finish",
-            every=0.05,
-        )
-        wall = time.monotonic() - t0
-        cpu1 = {pid: cpu_seconds(pid)[0] for pid in pids}
-        batched = client.stat(0).counters.get("batchedResultRunCount", 0)
-        with sqlite3.connect(c.db_path()) as db:
-            first, last = db.execute("SELECT min(start_ns), max(end_ns) FROM jobs").fetchone()
-        db.close()
-        server = pids[0]
-        return {
-            "workers": workers,
-            "cpus_each": cpus,
-            "jobs": jobs,
-            "jobs_per_s": round(jobs / ((last - first) / 1e9), 1),
-            "jobs_per_s_submit_to_all_finished": round(jobs / wall, 1),
-            "server_cpu_us_per_job": round((cpu1[server] - cpu0[server]) / jobs * 1e6, 1),
-            "workers_cpu_us_per_job": round(
-                sum(cpu1[p] - cpu0[p] for p in pids[1:]) / jobs * 1e6, 1
-            ),
-            "batched_result_runs": batched,
-        }
-    finally:
-        c.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -142,7 +93,9 @@ def main(argv: list[str] | None = None) -> int:
             log(f"{workers}x{cpus}: skipped, past the budget of {args.budget_s:g} s")
             continue
         jobs = args.jobs_big if workers * cpus >= 30 else args.jobs
-        row = drain(install, workers, cpus, jobs, kept.name)
+        root = Path(tempfile.mkdtemp(dir=kept.name))
+        row = {"workers": workers, "cpus_each": cpus}
+        row.update(true_drain(install, root, [cpus] * workers, jobs))
         doc["layouts"].append(row)
         log(
             f"{workers}x{cpus}: {row['jobs_per_s']} jobs/s; server "

@@ -2,11 +2,13 @@
 drain at >= 0.9x the rate of the N), on real processes, alternating trials in one run; and
 what each costs the server and the workers in CPU per job (issue 15, results reported together).
 
-Each trial: a fresh server, J `/bin/true` jobs submitted in one `goq sub --file`, then the
-worker(s) started; jobs/s timed from the first job's start to the last job's end (the store's
-start_ns/end_ns), so worker start-up is not counted; the server's and the workers' own CPU
-(/proc utime+stime, not the jobs') from the submit to the last job finished, per job; and how
-many runs the slotted worker reported in a RESULT with others (`batchedResultRunCount`).
+Each trial (bench/_cluster.true_drain): a fresh server and the worker(s), all asking for work
+before J `/bin/true` jobs arrive in one `goq sub --file`; jobs/s timed from the first job's
+start to the last job's end (the store's start_ns/end_ns); the server's and the workers' own
+CPU (/proc utime+stime, not the jobs') from the submit to the last job finished, per job; and
+how many runs the slotted worker reported in a RESULT with others (`batchedResultRunCount`).
+Every trial's files stay until the run ends (a removal slows the next trial's file creation on
+a journal-less ext4: docs/performance.md, round three).
 With --baseline-python the same trials run with a second install too (e.g. a regular install of
 an older commit), alternating with this one. Prints one JSON document; progress on stderr.
 
@@ -18,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sqlite3
 import statistics
 import sys
 import tempfile
@@ -27,56 +28,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _cluster import BenchCluster, GoqInstall, cpu_seconds, wait_for  # noqa: E402
+from _cluster import GoqInstall, true_drain  # noqa: E402
 
 SLOTTED = "one_worker_n_cpus"
 SINGLES = "n_workers_1_cpu"
 
 
-def trial(install: GoqInstall, jobs: int, cpus: int, slotted: bool, tmpfs: bool) -> dict:
-    """One drain by one worker of `cpus` cpus (slotted) or by `cpus` workers of 1 cpu."""
-    with tempfile.TemporaryDirectory(dir="/dev/shm" if tmpfs else None) as tmp:
-        c = BenchCluster(Path(tmp), install)
-        try:
-            c.init()
-            c.start_server()
-            assert c.server is not None
-            client = c.client()
-            if slotted:
-                workers = [c.spawn("work", "--cpus", str(cpus), log="worker0.log")]
-            else:
-                workers = [c.spawn("work", log=f"worker{i}.log") for i in range(cpus)]
-            wait_for(
-                lambda: client.stat(0).counters.get("waitingWorkers", 0) >= len(workers),
-                60,
-                "the workers to ask for work",
-            )
-            pids = [c.server.pid] + [w.pid for w in workers]
-            cpu0 = {pid: cpu_seconds(pid)[0] for pid in pids}
-            (c.workdir / "jobs.txt").write_text("/bin/true\n" * jobs)
-            c.ok("sub", "--file", "jobs.txt", timeout=300)
-            wait_for(
-                lambda: client.stat(0).counters.get("finishedJobsCount", 0) >= jobs,
-                600,
-                "the drain to finish",
-                every=0.05,
-            )
-            cpu1 = {pid: cpu_seconds(pid)[0] for pid in pids}
-            batched = client.stat(0).counters.get("batchedResultRunCount", 0)
-            with sqlite3.connect(c.db_path()) as db:
-                first, last = db.execute("SELECT min(start_ns), max(end_ns) FROM jobs").fetchone()
-            db.close()
-            server = pids[0]
-            return {
-                "jobs_per_s": round(jobs / ((last - first) / 1e9), 1),
-                "server_cpu_us_per_job": round((cpu1[server] - cpu0[server]) / jobs * 1e6, 1),
-                "workers_cpu_us_per_job": round(
-                    sum(cpu1[p] - cpu0[p] for p in pids[1:]) / jobs * 1e6, 1
-                ),
-                "batched_result_runs": batched,
-            }
-        finally:
-            c.close()
+def trial(install: GoqInstall, jobs: int, cpus: int, slotted: bool, where: str) -> dict:
+    """One drain by one worker of `cpus` cpus (slotted) or by `cpus` workers of 1 cpu, on a
+    fresh cluster made in `where` (left there: a removal slows the next drain's creates)."""
+    root = Path(tempfile.mkdtemp(dir=where))
+    row = true_drain(install, root, [cpus] if slotted else [1] * cpus, jobs)
+    del row["jobs"], row["jobs_per_s_submit_to_all_finished"]
+    return row
 
 
 def _medians(rows: list[dict]) -> dict:
@@ -102,15 +66,17 @@ def main() -> None:
         name: {SLOTTED if s else SINGLES: [] for s in kinds} for name in installs
     }
     t0 = time.monotonic()
+    kept = tempfile.TemporaryDirectory(dir="/dev/shm" if args.tmpfs else None)
     for i in range(args.trials):
         order = [(name, s) for s in kinds for name in installs]
         if i % 2:
             order.reverse()  # alternate which goes first
         for name, slotted in order:
             key = SLOTTED if slotted else SINGLES
-            row = trial(installs[name], args.jobs, args.cpus, slotted, args.tmpfs)
+            row = trial(installs[name], args.jobs, args.cpus, slotted, kept.name)
             rows[name][key].append(row)
             print(f"trial {i + 1}: {name} {key} {row}", file=sys.stderr, flush=True)
+    kept.cleanup()
     doc: dict = {
         "jobs": args.jobs,
         "trials": args.trials,
