@@ -15,7 +15,7 @@ worker of one cpu, nothing else.
 Several runs in one RESULT: a worker with slots reports the runs that ended while it was busy
 sending in one message (at most goq_core.limits.MAX_RUNS_PER_RESULT). Each run's whole output
 is then in `data` (offset 0), the runs' outputs one after the other in the order of `jobs`, run
-I's `jobs[I].out_bytes` long; `counters` holds run I's rusage as "I/NAME" (`run_counters`). A
+I's `jobs[I].out_bytes` long; `counters` holds run I's rusage as "I/NAME" (`runs_counters`). A
 run whose output took OUTPUT chunks is reported alone. A worker batches only for a server that
 says it may: the server's JOB, NOTHING_YET and ACK answering a worker's ask or RESULT carry in
 `count` how many runs it takes in one RESULT (0, from an older server: one).
@@ -172,10 +172,16 @@ def batch_counters(usages: list[dict[str, int]]) -> dict[str, int]:
     return {f"{i}/{name}": value for i, usage in enumerate(usages) for name, value in usage.items()}
 
 
-def run_counters(msg: Message, index: int) -> dict[str, int]:
-    """The rusage of run `index` of a RESULT (see batch_counters; one run: all its counters)."""
+def runs_counters(msg: Message) -> list[dict[str, int]]:
+    """The rusage of each run a RESULT reports, in the order of `jobs` (see batch_counters; one
+    run: all its counters). Each counter is read once; a name with no run's index is ignored."""
     if len(msg.jobs) <= 1:
-        return msg.counters
-    prefix = f"{index}/"
-    cut = len(prefix)
-    return {k[cut:]: v for k, v in msg.counters.items() if k.startswith(prefix)}
+        return [msg.counters]
+    usages: list[dict[str, int]] = [{} for _ in msg.jobs]
+    for key, value in msg.counters.items():
+        index, slash, name = key.partition("/")
+        if slash and index.isascii() and index.isdigit():
+            i = int(index)
+            if i < len(usages) and str(i) == index:  # "I/" exactly: not "01/", "+1/"
+                usages[i][name] = value
+    return usages

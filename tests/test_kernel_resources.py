@@ -10,7 +10,7 @@ import pytest
 
 from goq_core.kernel import Kernel, KernelConfig, Reply, Save, SaveAttempt, WriteOutput
 from goq_core.limits import MAX_RUNS_PER_RESULT
-from goq_core.messages import Job, JobState, Kind, Message, batch_counters
+from goq_core.messages import Job, JobState, Kind, Message, batch_counters, runs_counters
 from tests.test_kernel import HB, T0, Driver, one_reply, replies_to
 
 
@@ -412,3 +412,13 @@ def test_a_held_ask_that_runs_out_says_how_many_runs_a_result_may_report(d: Driv
     assert not replies_to(out, "w")  # nothing to run: held
     expired = one_reply(d.tick(T0 + 2 * HB), "w")
     assert (expired.kind, expired.count) == (Kind.NOTHING_YET, MAX_RUNS_PER_RESULT)
+
+
+def test_a_batch_counters_are_read_per_run_and_stray_names_ignored() -> None:
+    runs = [Job(jobid=j, attempt=1) for j in (1, 2, 3)]
+    counters = {**batch_counters([{"maxRssKib": 5}, {}, {"utimeUs": 7, "stimeUs": 8}])}
+    counters.update({"01/maxRssKib": 9, "3/utimeUs": 9, "x": 9, "-1/stimeUs": 9, "1": 9})
+    msg = Message(Kind.RESULT, jobs=runs, counters=counters)
+    assert runs_counters(msg) == [{"maxRssKib": 5}, {}, {"utimeUs": 7, "stimeUs": 8}]
+    one = Message(Kind.RESULT, jobs=runs[:1], counters={"maxRssKib": 3})
+    assert runs_counters(one) == [{"maxRssKib": 3}]

@@ -108,7 +108,7 @@ from goq_core.kernel.retries import attempt_bytes, place, retries_left
 from goq_core.kernel.validation import request_problem
 from goq_core.kernel.waitq import WaitQueue
 from goq_core.limits import MAX_RUNS_PER_RESULT, MAX_STAT_LIST
-from goq_core.messages import Job, JobState, Kind, Message, run_counters
+from goq_core.messages import Job, JobState, Kind, Message, runs_counters
 from goq_core.principals import ADMIN, ROOT, Principal
 
 _NS = 1_000_000_000
@@ -696,10 +696,9 @@ class Kernel:
         if len(runs) > 1:  # a worker's batch: each run's whole output, one after the other
             self.counters.batched_runs += len(runs)
             data, at = msg.data, 0
-            for i, outcome in enumerate(runs):
+            for outcome, usage in zip(runs, runs_counters(msg), strict=True):
                 end = at + outcome.out_bytes
                 part = data[at:end]
-                usage = run_counters(msg, i)
                 self._run_over(
                     worker, outcome.jobid, outcome.attempt, outcome, 0, part, usage, now, out
                 )
