@@ -418,6 +418,7 @@ class Worker:
             jobs[0].attempt = reply.attempt  # a server that sets only the message's attempt
         kept: _Run | None = None
         for job in jobs:
+            runner: threading.Thread | None = None
             with self._lock:
                 if self._stopping.is_set():
                     return kept  # not started: the server requeues it
@@ -432,27 +433,21 @@ class Worker:
                     kept = held
                     self._got_job = True
                     continue
-                runner = self._runner_for_one()
+                if self._idle_runners > 0:
+                    self._idle_runners -= 1
+                else:
+                    runner = threading.Thread(
+                        target=self._runner,
+                        args=(len(self._runners),),
+                        name=f"goq-run-{len(self._runners)}",
+                        daemon=True,
+                    )
+                    self._runners.append(runner)
             self._got_job = True
             self._queue.put(held)
             if runner is not None:
                 runner.start()
         return kept
-
-    def _runner_for_one(self) -> threading.Thread | None:
-        """Count a run about to be queued against the idle runners, or make a new runner
-        thread for it (returned, to be started once the run is queued); caller holds the lock."""
-        if self._idle_runners > 0:
-            self._idle_runners -= 1
-            return None
-        runner = threading.Thread(
-            target=self._runner,
-            args=(len(self._runners),),
-            name=f"goq-run-{len(self._runners)}",
-            daemon=True,
-        )
-        self._runners.append(runner)
-        return runner
 
     def _take_cores(self, count: int) -> tuple[int, ...]:
         """Cores for a run of `count` cpus (goq work --bind), from those free; caller holds
