@@ -142,6 +142,11 @@ def worker_child(ident: int, slots: int = 1, batched: bool = True) -> None:
     from goq_core.roles.offer import make_offer, new_token
     from goq_core.wire import Wire, error_text
 
+    try:
+        from goq_core.messages import batch_counters
+    except ImportError:  # an install older than batching (--baseline-python): it never batches
+        batch_counters = None
+
     settings = load_settings(os.environ)
     plugins = Plugins(lazy=True)
     wire = Wire(
@@ -212,9 +217,8 @@ def worker_child(ident: int, slots: int = 1, batched: bool = True) -> None:
         for i, group in enumerate(groups):
             last = i == len(groups) - 1
             counters = usage
-            if len(group) > 1:
-                from goq_core.messages import batch_counters  # (absent from older installs)
-
+            if len(group) > 1:  # only for a server that said so: never an older install
+                assert batch_counters is not None
                 counters = batch_counters([usage] * len(group))
             result = Message(
                 Kind.RESULT,
@@ -892,17 +896,17 @@ def real_drain(install, trials: int, jobs: int, before=None) -> dict:
                     suite.spawn_rate("worker-like", 2, 2000), 1
                 ),
             }
-            with contextlib.nullcontext(tempfile.mkdtemp(dir=kept.name)) as tmp:
-                cluster = BenchCluster(Path(tmp), inst, "zmq", suite.HEARTBEAT)
-                try:
-                    cluster.init()
-                    cluster.start_server()
-                    cluster.start_worker(2)
-                    latency = api_latency(cluster, suite)
-                    drain = suite.measure_drain(cluster, sizes, baseline)
-                    drain["dispatch_ms"] = latency
-                finally:
-                    cluster.close()
+            root = Path(tempfile.mkdtemp(dir=kept.name))
+            cluster = BenchCluster(root, inst, "zmq", suite.HEARTBEAT)
+            try:
+                cluster.init()
+                cluster.start_server()
+                cluster.start_worker(2)
+                latency = api_latency(cluster, suite)
+                drain = suite.measure_drain(cluster, sizes, baseline)
+                drain["dispatch_ms"] = latency
+            finally:
+                cluster.close()
             into.append({**baseline, **drain})
             log(
                 f"{what}real drain {i + 1}: dispatch latency "
